@@ -1,0 +1,3 @@
+from tcsnn.cli import main
+
+raise SystemExit(main())
