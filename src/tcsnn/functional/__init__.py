@@ -1,6 +1,6 @@
 """The functional core: pure tensor maps of spike values ``z = e^t``."""
 
-from tcsnn.functional.encode import encode_direct, encode_inverted
+from tcsnn.functional.encode import ENCODINGS, encode, encode_direct, encode_inverted
 from tcsnn.functional.spike import (
     BACKENDS,
     Backend,
@@ -14,6 +14,8 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "check_spike_input",
+    "ENCODINGS",
+    "encode",
     "encode_direct",
     "encode_inverted",
     "spike_conv2d",

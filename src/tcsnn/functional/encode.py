@@ -24,7 +24,8 @@ def _check(p: Tensor, alpha: float, dtype: torch.dtype | None) -> torch.dtype:
         raise ValueError("pixels contain NaN or inf; expected intensities in [0, 1]")
     if p.numel() and (p.min() < 0 or p.max() > 1):
         raise ValueError(
-            f"pixels must lie in [0, 1], got range [{p.min().item():.4g}, {p.max().item():.4g}]; divide uint8 images by 255"
+            f"pixels must lie in [0, 1], got range [{p.min().item():.4g}, {p.max().item():.4g}]; "
+            "divide uint8 images by 255"
         )
     if alpha > math.log(torch.finfo(out_dtype).max):
         raise ValueError(
@@ -44,3 +45,15 @@ def encode_direct(p: Tensor, alpha: float, *, dtype: torch.dtype | None = None) 
     """``z = exp(alpha * p)``: intensity 0 spikes at t = 0, intensity 1 at t = alpha.  Any shape."""
     out_dtype = _check(p, alpha, dtype)
     return torch.exp(alpha * p.to(torch.float64)).to(out_dtype)
+
+
+ENCODINGS = ("inverted", "direct")
+
+
+def encode(p: Tensor, kind: str, alpha: float, *, dtype: torch.dtype | None = None) -> Tensor:
+    """Dispatch by name: ``"inverted"`` (t = alpha (1 - p)) or ``"direct"`` (t = alpha p)."""
+    if kind == "inverted":
+        return encode_inverted(p, alpha, dtype=dtype)
+    if kind == "direct":
+        return encode_direct(p, alpha, dtype=dtype)
+    raise ValueError(f"unknown encoding {kind!r}; choose one of {', '.join(ENCODINGS)}")

@@ -1,0 +1,72 @@
+"""Checkpoints: one self-describing file per save, written atomically (temp file, then ``os.replace``).
+
+A checkpoint is a dict ``{"format": FORMAT, "version": VERSION, "model": name, "model_kwargs": {...},
+"state_dict": ..., "config": resolved run config, "epoch": int, "optimizer": ..., "rng": ...}``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "tcsnn-checkpoint"
+VERSION = 1
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint file; raises ValueError for corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise ValueError(f"{path} is not a readable tcsnn checkpoint (corrupt or truncated?): {exc}") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a tcsnn checkpoint (no '{FORMAT}' format tag)")
+    if ckpt.get("version") != VERSION:
+        raise ValueError(f"{path} has checkpoint version {ckpt.get('version')}; this tcsnn reads version {VERSION}")
+    for key in ("model", "model_kwargs", "state_dict", "config"):
+        if key not in ckpt:
+            raise ValueError(f"{path} is missing the '{key}' entry")
+    return ckpt
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint in eval mode; returns ``(model, resolved_config)``.
+
+    The config is the run's flat :class:`tcsnn.engine.TrainConfig` as a dict: ``config["dataset"]``,
+    ``config["data_root"]``, ``config["encoding"]`` (the kind, ``"inverted"`` or ``"direct"``),
+    ``config["alpha"]``, ``config["dtype"]``, ``config["quant_bits"]``, ...
+    """
+    from tcsnn.models import create_model
+
+    ckpt = load_checkpoint(path)
+    model = create_model(ckpt["model"], **ckpt["model_kwargs"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit model {ckpt['model']!r}: {exc}") from exc
+    model.eval()
+    return model, ckpt["config"]

@@ -1,0 +1,379 @@
+"""One training engine for every recipe.
+
+``train(config, run_dir)`` writes into ``run_dir``: ``config.json`` (the resolved config plus versions),
+``metrics.jsonl`` (one JSON line per epoch) and ``checkpoint.pt`` (written atomically after every epoch;
+``resume=True`` continues from it).  One seed makes a run repeatable: the data order and the input noise of
+epoch ``e`` come from generators seeded with ``(seed, e)``, so a resumed run equals an uninterrupted one.
+
+Training rules (paper section 4.1):
+
+* loss = classification term (:data:`tcsnn.functional.loss.LOSSES`) + ``K * sum_j max(0, beta - sum_i w_ji)``
+  + ``l2 * sum w^2`` (eq. 5);
+* Adam, learning rate decayed exponentially per epoch from ``lr`` to ``lr_final``;
+* gradient clipping: each weight gradient G (out, fan_in) is rescaled so that its row-normalised Frobenius
+  norm ``||G||_F / sqrt(out)`` (the root-mean-square of the per-neuron gradient norms) is at most
+  ``grad_clip`` (10).  This is our reading of the paper's "row-normalised Frobenius norm";
+* inputs are trained on noisy spike times: ``t <- t + input_noise * N(0, 1)``, i.e. ``z <- z * exp(...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tcsnn.checkpoint import FORMAT, VERSION, load_checkpoint, save_atomic
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; defaults in code, recipes and CLI flags override them."""
+
+    recipe: str = "digits"
+    dataset: str = "digits"
+    data_root: str | None = None
+    model: str = "scnn_tiny"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    encoding: str = "inverted"
+    alpha: float = 1.0
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_final: float = 1e-4
+    loss: str = "ce"
+    K: float = 100.0
+    beta: float = 1.0
+    l2: float = 1e-3
+    grad_clip: float = 10.0
+    input_noise: float = 0.0
+    seed: int = 0
+    dtype: str = "float32"
+    backend: str = "auto"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    eval_batch_size: int = 500
+    #: quantisation-aware training: bit widths in order, each held for quant_epochs_per_step epochs, the last
+    #: one until the end (e.g. [16, 8, 4, 2]); None trains in full precision.
+    quant_bits: list[int] | None = None
+    quant_epochs_per_step: int = 1
+    #: start from the weights of this checkpoint (e.g. quantisation-aware fine-tuning of a trained model)
+    init_checkpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        from tcsnn.functional.encode import ENCODINGS
+        from tcsnn.functional.loss import LOSSES
+        from tcsnn.functional.spike import BACKENDS
+
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0"),
+            (self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}"),
+            (self.encoding in ENCODINGS, f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}"),
+            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
+            (self.backend in BACKENDS, f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"),
+            (self.alpha > 0 and math.isfinite(self.alpha), f"alpha must be a finite number > 0, got {self.alpha}"),
+            (self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}"),
+            (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
+            (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"bad config: {msg}")
+        if self.quant_bits is not None and any(int(b) < 2 for b in self.quant_bits):
+            raise ValueError(f"bad config: quant_bits must all be >= 2, got {self.quant_bits}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"bad config: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def bits_at(self, epoch: int) -> int | None:
+        """Weight bit width used in (0-based) ``epoch``; None = full precision."""
+        if not self.quant_bits:
+            return None
+        return int(self.quant_bits[min(epoch // self.quant_epochs_per_step, len(self.quant_bits) - 1)])
+
+    def lr_at(self, epoch: int) -> float:
+        """Exponential decay from lr (first epoch) to lr_final (last epoch)."""
+        if self.epochs == 1:
+            return self.lr
+        return self.lr * (self.lr_final / self.lr) ** (epoch / (self.epochs - 1))
+
+
+def weight_layers(model: nn.Module) -> list[tuple[Tensor, Tensor | None]]:
+    """(weight, bias) of every spiking conv / linear layer."""
+    from tcsnn.evaluate import spiking_layers
+
+    return [(m.weight, m.bias) for _, m in spiking_layers(model)]
+
+
+def clip_gradients_(model: nn.Module, max_norm: float) -> None:
+    """Rescale each weight gradient so that ``||G||_F / sqrt(rows) <= max_norm`` (rows = neurons)."""
+    for weight, bias in weight_layers(model):
+        for p in (weight, bias):
+            if p is None or p.grad is None:
+                continue
+            rows = p.shape[0] if p.dim() > 1 else 1
+            norm = float(p.grad.norm()) / math.sqrt(rows)
+            if norm > max_norm:
+                p.grad.mul_(max_norm / norm)
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _versions() -> dict[str, str]:
+    import numba
+    import numpy
+
+    from tcsnn import __version__
+
+    return {"tcsnn": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "numba": numba.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    from tcsnn.data import load_arrays
+
+    x_tr, y_tr = load_arrays(cfg.dataset, cfg.data_root, train=True)
+    x_te, y_te = load_arrays(cfg.dataset, cfg.data_root, train=False)
+    if cfg.train_limit is not None:
+        x_tr, y_tr = x_tr[: cfg.train_limit], y_tr[: cfg.train_limit]
+    if cfg.test_limit is not None:
+        x_te, y_te = x_te[: cfg.test_limit], y_te[: cfg.test_limit]
+    return x_tr, y_tr, x_te, y_te
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    from tcsnn.models import create_model
+
+    model = create_model(cfg.model, **cfg.model_kwargs)
+    model = model.to(getattr(torch, cfg.dtype))
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = cfg.backend
+    return model
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir``; returns the last epoch's metrics."""
+    from tqdm.auto import tqdm
+
+    from tcsnn.evaluate import count_spikes, decide, evaluate, format_metrics
+    from tcsnn.functional import encode
+    from tcsnn.functional.loss import classification_loss, l2_penalty, weight_sum_penalty
+
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / "checkpoint.pt"
+    metrics_path = run_dir / "metrics.jsonl"
+    if not resume and (ckpt_path.exists() or metrics_path.exists()):
+        raise ValueError(
+            f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(cfg.seed)
+    dtype = getattr(torch, cfg.dtype)
+    x_tr, y_tr, x_te, y_te = _load_data(cfg)
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start_epoch = 0
+    last: dict[str, Any] = {}
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        if dataclasses.replace(saved, epochs=cfg.epochs) != cfg:
+            raise ValueError(
+                f"--resume: the config differs from the one saved in {ckpt_path}; only --epochs may change"
+            )
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        # metrics.jsonl may hold lines of an epoch whose checkpoint never landed: drop them.
+        if metrics_path.exists():
+            lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
+            kept = [ln for ln in lines if json.loads(ln)["epoch"] < start_epoch]
+            metrics_path.write_text("".join(ln + "\n" for ln in kept))
+            last = json.loads(kept[-1]) if kept else {}
+        print(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+    elif resume:
+        print(f"--resume: no checkpoint in {run_dir}, starting from scratch", file=sys.stderr)
+    if start_epoch == 0 and cfg.init_checkpoint:
+        init = load_checkpoint(cfg.init_checkpoint)
+        if init["model"] != cfg.model or init["model_kwargs"] != cfg.model_kwargs:
+            raise ValueError(f"init_checkpoint {cfg.init_checkpoint} holds model {init['model']!r} "
+                             f"{init['model_kwargs']}, not {cfg.model!r} {cfg.model_kwargs}")
+        model.load_state_dict(init["state_dict"])
+    _write_json(run_dir / "config.json", {"config": dataclasses.asdict(cfg), "versions": _versions()})
+
+    set_bits = None
+    if cfg.quant_bits:
+        from tcsnn.quant import set_weight_bits as set_bits
+
+    n = x_tr.shape[0]
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        gen = _epoch_generator(cfg.seed, epoch)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
+        bits = cfg.bits_at(epoch)
+        if set_bits is not None:
+            set_bits(model, bits)
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = correct = seen = 0.0
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False, file=sys.stderr)
+        with count_spikes(model) as counts:
+            for i in bar:
+                idx = perm[i : i + cfg.batch_size]
+                z = encode(x_tr[idx], cfg.encoding, cfg.alpha, dtype=dtype)
+                if cfg.input_noise > 0:
+                    z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=dtype))
+                z_out = model(z)
+                layers = weight_layers(model)
+                loss = (classification_loss(z_out, y_tr[idx], cfg.loss)
+                        + cfg.K * weight_sum_penalty(layers, cfg.beta)
+                        + cfg.l2 * l2_penalty(w for w, _ in layers))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {i // cfg.batch_size}"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                clip_gradients_(model, cfg.grad_clip)
+                opt.step()
+                pred, decided = decide(z_out.detach())
+                correct += float((decided & (pred == y_tr[idx])).sum())
+                loss_sum += float(loss.detach()) * idx.numel()
+                seen += idx.numel()
+                if progress:
+                    fire = sum(c[0] for c in counts.values()) / max(1, sum(c[1] for c in counts.values()))
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", fire=f"{fire:.2f}")
+        train_time = time.time() - t0
+        metrics = evaluate(model, x_te, y_te, encoding=cfg.encoding, alpha=cfg.alpha, dtype=dtype,
+                           batch_size=cfg.eval_batch_size)
+        last = {
+            "epoch": epoch,
+            "lr": cfg.lr_at(epoch),
+            "bits": bits,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "train_spike_share_per_layer": {k: c[0] / max(c[1], 1) for k, c in counts.items()},
+            **metrics,
+            "train_time_s": train_time,
+            "epoch_time_s": time.time() - t0,
+        }
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(last) + "\n")
+        save_atomic({"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": cfg.model_kwargs,
+                     "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                     "config": dataclasses.asdict(cfg)}, ckpt_path)
+        print(f"epoch {epoch + 1}/{cfg.epochs} ({train_time:.0f} s): train acc {last['train_accuracy']:.2%} | "
+              + format_metrics(metrics), file=sys.stderr, flush=True)
+    return last
+
+
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    from tcsnn.recipes import list_recipes
+
+    p.add_argument("--recipe", default=None, help=f"one of: {', '.join(list_recipes())} (default: digits)")
+    p.add_argument("--data-root", default=None, help="folder with the data set files (not needed for digits)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<recipe>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--loss", default=None, help="ce (default), paper or paper_all")
+    p.add_argument("--quant-bits", default=None, help="quantisation-aware training schedule, e.g. 16,8,4")
+    p.add_argument("--quant-epochs-per-step", type=int, default=None)
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--config", default=None, help="JSON file of config overrides (flags win over it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, VALUE parsed as JSON (e.g. --set alpha=2.0)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from tcsnn.recipes import get_recipe
+
+    overrides: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            overrides.update(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    flags = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+             "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step,
+             "train_limit": args.train_limit, "test_limit": args.test_limit}
+    if args.quant_bits:
+        try:
+            flags["quant_bits"] = [int(b) for b in args.quant_bits.split(",")]
+        except ValueError as exc:
+            raise ValueError(f"--quant-bits expects comma-separated integers, got {args.quant_bits!r}") from exc
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"bad config: unknown keys {unknown}")
+    return get_recipe(args.recipe or "digits", **overrides)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out RUN_DIR (the run folder to continue)")
+    saved = Path(args.out or "") / "checkpoint.pt"
+    if args.resume and saved.exists():
+        # The run's own config is authoritative (recipe defaults may have changed since); only --epochs may
+        # change, and any other flag must agree with it (train() checks).
+        base = TrainConfig.from_dict(load_checkpoint(saved)["config"])
+        cfg = dataclasses.replace(base, epochs=args.epochs or base.epochs)
+        if args.recipe is not None and args.recipe != base.recipe:
+            raise ValueError(f"--resume: {saved} is a {base.recipe!r} run, not {args.recipe!r}")
+        asked = config_from_args(args)
+        for f in ("data_root", "batch_size", "seed", "loss", "quant_bits", "train_limit", "test_limit"):
+            flag = getattr(args, f, None)
+            if flag is not None and getattr(asked, f) != getattr(cfg, f):
+                raise ValueError(f"--resume: {f} is {getattr(cfg, f)!r} in this run; it cannot change to {flag!r}")
+    else:
+        cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"run folder: {out}", file=sys.stderr)
+    last = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(f"final: test accuracy {last.get('test_accuracy', float('nan')):.2%}, "
+          f"neurons spiking {last.get('spike_share', float('nan')):.1%}, "
+          f"energy {last.get('energy_per_image_J', float('nan')) * 1e9:.2f} nJ/image  ({out})")
+    return 0
