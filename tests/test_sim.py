@@ -488,15 +488,18 @@ def test_mnist_scnn_matches_closed_form_many():
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path, monkeypatch):
+@pytest.fixture(params=["flat", "nested"])
+def tiny_checkpoint(request, tmp_path, monkeypatch):
     """A scnn_tiny checkpoint on random 8x8 'images' served by a stand-in tcsnn.data."""
     from tcsnn.checkpoint import FORMAT, VERSION, save_atomic
 
     torch.manual_seed(0)
     model = create_model("scnn_tiny", image_size=8, channels=4)
     path = tmp_path / "tiny.pt"
-    config = {"dataset": "fake", "encoding": {"kind": "inverted", "alpha": 1.0}}
+    if request.param == "flat":  # as tcsnn train writes it
+        config = {"dataset": "fake", "encoding": "inverted", "alpha": 1.0}
+    else:
+        config = {"dataset": "fake", "encoding": {"kind": "inverted", "alpha": 1.0}}
     save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny",
                  "model_kwargs": {"image_size": 8, "channels": 4}, "state_dict": model.state_dict(),
                  "config": config, "epoch": 0}, path)

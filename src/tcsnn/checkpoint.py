@@ -58,7 +58,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     The config is the run's flat :class:`tcsnn.engine.TrainConfig` as a dict: ``config["dataset"]``,
     ``config["data_root"]``, ``config["encoding"]`` (the kind, ``"inverted"`` or ``"direct"``),
-    ``config["alpha"]``, ``config["dtype"]``, ``config["quant_bits"]``, ...
+    ``config["alpha"]``, ``config["dtype"]``, ``config["quant_bits"]``, ...  A quantisation-aware run's
+    model comes back with ``weight_bits`` set to the width of its last trained epoch (``tcsnn.quant``).
     """
     from tcsnn.models import create_model
 
@@ -68,5 +69,12 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit model {ckpt['model']!r}: {exc}") from exc
+    # weight_bits is not in the state_dict: a quantisation-aware run's forward used its last bit width.
+    config = ckpt["config"]
+    if config.get("quant_bits"):
+        from tcsnn.quant import bits_at_epoch, set_weight_bits
+
+        set_weight_bits(model, bits_at_epoch(config["quant_bits"], int(config.get("quant_epochs_per_step", 1)),
+                                             int(ckpt.get("epoch", 0))))
     model.eval()
-    return model, ckpt["config"]
+    return model, config

@@ -22,7 +22,8 @@ Event-driven engine (``compile_network``, ``simulate_events``, ``simulate_images
     the first spike of its window, flatten re-indexes, biases are one source spiking at t = 0.
 
 Counting conventions (per image): *spikes* are firings of spiking conv/linear neurons (what
-:data:`tcsnn.ENERGY_PER_SPIKE_J` prices); input spikes and max-pool forwards are counted apart.
+:data:`tcsnn.ENERGY_PER_SPIKE_J` prices, as :mod:`tcsnn.evaluate` counts them); input spikes are
+reported apart and max-pool forwards only in the per-population counts.
 *Synaptic events* are weighted deliveries (spike x synapse, bias deliveries included), counted whether
 or not the target has already fired.
 """
@@ -57,7 +58,8 @@ BIAS_T = math.log(BIAS_Z)
 SOURCE, NEURON, POOL = 0, 1, 2
 
 Stop = Literal["decision", "outputs", "all"]
-_STOP_CODES = {"decision": 0, "outputs": 1, "all": 2}
+_STOP_DECISION, _STOP_OUTPUTS, _STOP_ALL = 0, 1, 2
+_STOP_CODES = {"decision": _STOP_DECISION, "outputs": _STOP_OUTPUTS, "all": _STOP_ALL}
 
 #: Event-engine backends: the plain-Python loop is the readable ground truth, numba runs the same code.
 SIM_BACKENDS = ("numba", "python")
@@ -475,7 +477,7 @@ def _event_loop(z_src, kind, rank, indptr, targets, weights, out_lo, out_hi, sto
     seq = 0
     while len(heap) > 0:
         key, _, u = heapq.heappop(heap)
-        if stop_mode == 0 and key > decision:
+        if stop_mode == _STOP_DECISION and key > decision:
             break  # events at the decision time itself still run, so that output ties are seen
         if fire_seq[u] >= 0 or key != live[u]:
             continue
@@ -492,13 +494,13 @@ def _event_loop(z_src, kind, rank, indptr, targets, weights, out_lo, out_hi, sto
         if out_lo <= u < out_hi:
             outputs_left -= 1
             decision = min(decision, key)
-            if stop_mode == 1 and outputs_left == 0:
+            if stop_mode == _STOP_OUTPUTS and outputs_left == 0:
                 break
         for e in range(indptr[u], indptr[u + 1]):
             v = targets[e]
             if fire_seq[v] >= 0:
                 continue
-            if kind[v] == 2:  # POOL: forward the first spike of the window
+            if kind[v] == POOL:  # forward the first spike of the window
                 if tent[v] == np.inf:
                     tent[v] = key
                     live[v] = key
@@ -509,7 +511,7 @@ def _event_loop(z_src, kind, rank, indptr, targets, weights, out_lo, out_hi, sto
             sv = s_acc[v] + weights[e] * key
             w_acc[v] = wv
             s_acc[v] = sv
-            tv = sv / (wv - 1.0) if wv > 1.0 else np.inf  # eq. (4); threshold 1
+            tv = sv / (wv - THRESHOLD) if wv > THRESHOLD else np.inf  # eq. (4)
             tent[v] = tv
             if tv < live[v]:
                 live[v] = tv
@@ -748,6 +750,18 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
+def _encoding_of(config: dict[str, Any], where: Any) -> tuple[str, float]:
+    """(kind, alpha) from a run config: ``encoding: "inverted", alpha: 1.0`` or ``encoding: {kind, alpha}``."""
+    enc = config.get("encoding")
+    if isinstance(enc, dict):
+        kind, alpha = enc.get("kind"), enc.get("alpha")
+    else:
+        kind, alpha = enc, config.get("alpha")
+    if not isinstance(kind, str) or not isinstance(alpha, (int, float)):
+        raise ValueError(f"{where}: the config names no input encoding (need 'encoding' and 'alpha')")
+    return kind, float(alpha)
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="a tcsnn checkpoint file")
     parser.add_argument("--data-root", type=Path, default=None,
@@ -780,14 +794,12 @@ def run_cli(args: argparse.Namespace) -> int:
     root = args.data_root if args.data_root is not None else config.get("data_root")
     if root is None:
         raise ValueError("no data folder: pass --data-root (the checkpoint config has no data_root)")
-    enc = config.get("encoding")
-    if not isinstance(enc, dict) or "kind" not in enc or "alpha" not in enc:
-        raise ValueError(f"{args.checkpoint}: config has no encoding {{'kind', 'alpha'}}")
+    kind, alpha = _encoding_of(config, args.checkpoint)
     from tcsnn.data import load_arrays
 
     x, y = load_arrays(config["dataset"], root, train=False)
     x, y = torch.as_tensor(x[:args.limit]), np.asarray(y[:args.limit])
-    z = encode(x, enc["kind"], float(enc["alpha"]), dtype=torch.float64)
+    z = encode(x, kind, alpha, dtype=torch.float64)
     net = compile_network(model, tuple(x.shape[1:]))
     threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
     print(f"simulating {len(x)} {config['dataset']} test images: {net.n_nodes} nodes, {net.n_edges} edges, "
@@ -811,7 +823,8 @@ def run_cli(args: argparse.Namespace) -> int:
                                  "" if r.full_synaptic_events is None else r.full_synaptic_events])
         record = {
             "settings": {"checkpoint": str(Path(args.checkpoint).resolve()), "data_root": str(root),
-                         "dataset": config["dataset"], "encoding": enc, "limit": args.limit,
+                         "dataset": config["dataset"], "encoding": {"kind": kind, "alpha": alpha},
+                         "limit": args.limit,
                          "early_stop": args.early_stop, "threads": threads},
             "versions": {"tcsnn": __version__, "numpy": np.__version__, "torch": torch.__version__},
             "network": {"nodes": net.n_nodes, "edges": net.n_edges,

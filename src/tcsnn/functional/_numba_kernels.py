@@ -164,3 +164,46 @@ def conv_backward(z, wt, out, wsum, grad, has_bias, stride, pad, n_chunks):  # p
 
 def num_chunks(batch: int) -> int:
     return max(1, min(batch, numba.get_num_threads()))
+
+
+@njit(parallel=True, cache=True)
+def min_pool_forward(z, k, stride):  # pragma: no cover - compiled
+    """Earliest spike per window: z (B, C, H, W) -> (z_out (B, C, H', W'), flat argmin int64 (B, C, H', W'))."""
+    n_batch, n_chan, height, width = z.shape
+    h_out = (height - k) // stride + 1
+    w_out = (width - k) // stride + 1
+    out = np.empty((n_batch, n_chan, h_out, w_out), z.dtype)
+    arg = np.empty((n_batch, n_chan, h_out, w_out), np.int64)
+    for bc in prange(n_batch * n_chan):
+        b = bc // n_chan
+        c = bc - b * n_chan
+        for oy in range(h_out):
+            for ox in range(w_out):
+                best = np.inf
+                best_i = oy * stride * width + ox * stride
+                for dy in range(k):
+                    for dx in range(k):
+                        y = oy * stride + dy
+                        x = ox * stride + dx
+                        v = z[b, c, y, x]
+                        if v < best:
+                            best = v
+                            best_i = y * width + x
+                out[b, c, oy, ox] = best
+                arg[b, c, oy, ox] = best_i
+    return out, arg
+
+
+@njit(parallel=True, cache=True)
+def min_pool_backward(grad, arg, height, width):  # pragma: no cover - compiled
+    n_batch, n_chan, h_out, w_out = grad.shape
+    gz = np.zeros((n_batch, n_chan, height, width), grad.dtype)
+    for bc in prange(n_batch * n_chan):
+        b = bc // n_chan
+        c = bc - b * n_chan
+        for oy in range(h_out):
+            for ox in range(w_out):
+                i = arg[b, c, oy, ox]
+                y = i // width
+                gz[b, c, y, i - y * width] += grad[b, c, oy, ox]
+    return gz

@@ -269,8 +269,37 @@ def spike_conv2d(
     return out.reshape(z.shape[0], h_out * w_out, n_out).transpose(1, 2).reshape(z.shape[0], n_out, h_out, w_out)
 
 
-def spike_max_pool2d(z: Tensor, kernel_size: int, stride: int | None = None) -> Tensor:
-    """Max-pooling of spike times = the earliest spike (min z) of each window.  (B, C, H, W) -> (B, C, H', W')."""
+class _NumbaMinPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, kernel_size, stride):  # type: ignore[override]
+        from tcsnn.functional import _numba_kernels as nk
+
+        out, arg = nk.min_pool_forward(z.detach().contiguous().numpy(), kernel_size, stride)
+        ctx.save_for_backward(torch.from_numpy(arg))
+        ctx.in_hw = (z.shape[2], z.shape[3])
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        from tcsnn.functional import _numba_kernels as nk
+
+        (arg,) = ctx.saved_tensors
+        gz = nk.min_pool_backward(grad.detach().contiguous().numpy(), arg.numpy(), *ctx.in_hw)
+        return torch.from_numpy(gz), None, None
+
+
+def spike_max_pool2d(
+    z: Tensor, kernel_size: int, stride: int | None = None, *, backend: Backend = "auto"
+) -> Tensor:
+    """Max-pooling of spike times = the earliest spike (min z) of each window.  (B, C, H, W) -> (B, C, H', W').
+
+    ``"reference"``/``"analytic"`` use ``-max_pool2d(-z)``; ``"numba"`` a fused min-pool kernel (CPU).
+    """
     if z.dim() != 4:
         raise ValueError(f"spike_max_pool2d expects (batch, channels, height, width), got {tuple(z.shape)}")
-    return -F.max_pool2d(-z, kernel_size, stride if stride is not None else kernel_size)
+    stride = stride if stride is not None else kernel_size
+    if kernel_size < 1 or stride < 1 or kernel_size > min(z.shape[2], z.shape[3]):
+        raise ValueError(f"bad pooling: kernel_size={kernel_size}, stride={stride} for input {tuple(z.shape[2:])}")
+    if _resolve_backend(backend, z) == "numba":
+        return _NumbaMinPool.apply(z, kernel_size, stride)
+    return -F.max_pool2d(-z, kernel_size, stride)

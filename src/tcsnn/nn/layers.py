@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tcsnn.functional import encode as _enc
+from tcsnn.functional.encode import encode_direct, encode_inverted
 from tcsnn.functional import spike as _sp
+from tcsnn.quant import fake_quantize
 
 
 def init_spiking_weight_(weight: Tensor, bias: Tensor | None, *, mean_sum: float = 2.0) -> None:
@@ -42,6 +43,8 @@ class SpikingLinear(nn.Module):
         self.in_features, self.out_features, self.backend = in_features, out_features, backend
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype)) if bias else None
+        #: forward on weights quantised to this many bits (None = full precision); see tcsnn.quant
+        self.weight_bits: int | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -49,10 +52,12 @@ class SpikingLinear(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        return _sp.spike_linear(z, self.weight, self.bias, backend=self.backend)
+        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits)
+        return _sp.spike_linear(z, weight, bias, backend=self.backend)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        bits = "" if self.weight_bits is None else f", weight_bits={self.weight_bits}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{bits}"
 
 
 class SpikingConv2d(nn.Module):
@@ -73,6 +78,8 @@ class SpikingConv2d(nn.Module):
         self._pad = _sp.resolve_padding(padding, kernel_size, stride)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_channels, dtype=dtype)) if bias else None
+        #: forward on weights quantised to this many bits (None = full precision); see tcsnn.quant
+        self.weight_bits: int | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -80,22 +87,26 @@ class SpikingConv2d(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        return _sp.spike_conv2d(z, self.weight, self.bias, self.stride, self._pad, backend=self.backend)
+        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits)
+        return _sp.spike_conv2d(z, weight, bias, self.stride, self._pad, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")
+                f"padding={self.padding}, bias={self.bias is not None}"
+                + ("" if self.weight_bits is None else f", weight_bits={self.weight_bits}"))
 
 
 class SpikingMaxPool2d(nn.Module):
     """Earliest spike (min z) of each window: max-pooling in time order."""
 
-    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+    def __init__(self, kernel_size: int, stride: int | None = None, *, backend: _sp.Backend = "auto") -> None:
         super().__init__()
+        _sp._check_backend(backend)
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.backend = backend
 
     def forward(self, z: Tensor) -> Tensor:
-        return _sp.spike_max_pool2d(z, self.kernel_size, self.stride)
+        return _sp.spike_max_pool2d(z, self.kernel_size, self.stride, backend=self.backend)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
@@ -109,7 +120,7 @@ class InvertedEncoder(nn.Module):
         self.alpha = alpha
 
     def forward(self, p: Tensor) -> Tensor:
-        return _enc.encode_inverted(p, self.alpha)
+        return encode_inverted(p, self.alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -123,7 +134,7 @@ class DirectEncoder(nn.Module):
         self.alpha = alpha
 
     def forward(self, p: Tensor) -> Tensor:
-        return _enc.encode_direct(p, self.alpha)
+        return encode_direct(p, self.alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

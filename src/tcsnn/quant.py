@@ -1,0 +1,286 @@
+r"""Weight quantisation of spiking layers (paper section 4.2) and the export of integer weight codes.
+
+**The quantiser.**  Symmetric, uniform, one scale per neuron (output row / output channel), the bias on the
+same grid as its row.  For ``b`` bits, ``L = 2^(b-1) - 1`` and, for neuron ``j`` with incoming weights
+``w_j`` and bias ``b_j``,
+
+.. math::  s_j = \max(|w_{j\cdot}|, |b_j|) / L, \qquad
+           k_{ji} = \mathrm{round}(w_{ji} / s_j) \in \{-L, \dots, L\}, \qquad \hat w_{ji} = s_j k_{ji}.
+
+So there are at most ``2^b - 1`` levels, zero is one of them, the grid is symmetric, and the largest
+weight of each neuron is exact.  ``b = 2`` is ternary ``{-s, 0, s}``.  A neuron whose weights are all zero
+gets ``s = 0`` and stays zero.
+
+*Why per neuron:* a neuron fires when ``sum_i w_ji = 1`` is crossed (eq. 1), and ``s_j k_ji`` crossing 1
+is integer weights ``k_ji`` crossing the threshold ``1 / s_j``.  On hardware the per-neuron scale is a
+per-neuron threshold, not a multiplier, so it costs nothing, and the grid adapts to each neuron's range
+(one large weight elsewhere in the layer does not flatten the small weights of this neuron).
+*Why the bias shares its row's grid:* the bias is the weight of one more input spiking at t = 0 (a
+synapse like the others, :data:`tcsnn.BIAS_Z`); a separate scale would need a second threshold-like
+constant per neuron.  :func:`tcsnn.circuit.quantize_weights` uses the same per-row grid.
+
+The arithmetic is done in float64 and the result cast to the layer's dtype, so ``b = 32`` reproduces
+float32 weights to within float32 rounding (relative change below 2^-31 of the row's largest weight).
+
+**Training (straight-through estimator).**  A layer with ``weight_bits = b`` runs its forward pass on
+``\hat w`` while the optimiser keeps and updates the full-precision ``w``: the backward pass treats
+quantisation as the identity, ``dL/dw = dL/d\hat w`` (:func:`fake_quantize`).  ``weight_bits`` is a
+plain attribute, so ``state_dict`` keys stay ``weight`` / ``bias`` and hold the full-precision weights;
+:func:`tcsnn.checkpoint.load_model` re-applies the run's last bit width.
+
+**Export.**  :func:`export_quantized` returns the integer codes ``k`` (int8 / int16 / int32) and scales
+``s`` (float64, one per neuron) of every spiking layer; :func:`save_quantized` / :func:`load_quantized`
+write and read them, :func:`load_quantized_model` rebuilds a model whose forward pass is exactly the
+quantised one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+#: Fewest bits: a sign and one magnitude level (ternary weights).
+MIN_BITS = 2
+#: Most bits: beyond 32 nothing changes for float32 weights (and the codes would not fit an int32).
+MAX_BITS = 32
+
+QUANT_FORMAT = "tcsnn-quantized"
+QUANT_VERSION = 1
+#: Name of the quantiser, recorded in exports.
+SCHEME = "symmetric-uniform-per-neuron, bias on its row's grid"
+
+
+class QuantizedWeights(NamedTuple):
+    """Integer codes and per-neuron scales of one layer: ``w_hat = scale[j] * codes[j, ...]``."""
+
+    codes: Tensor  # (out, ...) integer, in [-L, L]
+    bias_codes: Tensor | None  # (out,) integer, or None for a layer without bias
+    scale: Tensor  # (out,) float64, >= 0
+
+
+def check_bits(bits: object) -> int:
+    """Return ``bits`` as an int, or raise ValueError unless it is an integer in [MIN_BITS, MAX_BITS]."""
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise ValueError(f"weight bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(
+            f"weight bits must be in [{MIN_BITS}, {MAX_BITS}] (2 = ternary, a sign and one level; 32 = float32 "
+            f"precision), got {bits}"
+        )
+    return int(bits)
+
+
+def num_levels(bits: int) -> int:
+    """``L = 2^(b-1) - 1``: codes run over ``-L..L`` (``2^b - 1`` levels)."""
+    return 2 ** (check_bits(bits) - 1) - 1
+
+
+def _code_dtype(bits: int) -> torch.dtype:
+    return torch.int8 if bits <= 8 else torch.int16 if bits <= 16 else torch.int32
+
+
+def quantize(weight: Tensor, bias: Tensor | None, bits: int) -> QuantizedWeights:
+    """Integer codes and scales of ``weight`` (out, ...) and ``bias`` (out,) on the per-neuron b-bit grid.
+
+    Raises ValueError for non-finite weights or a bias of the wrong shape.
+    """
+    levels = num_levels(bits)
+    if weight.dim() < 1:
+        raise ValueError(f"weight must have an output axis, got a {weight.dim()}-d tensor")
+    if not torch.isfinite(weight).all() or (bias is not None and not torch.isfinite(bias).all()):
+        raise ValueError("weights contain NaN or inf; quantisation needs finite weights")
+    out = weight.shape[0]
+    w = weight.detach().to(torch.float64).reshape(out, -1)  # (out, fan_in)
+    if bias is not None:
+        if bias.shape != (out,):
+            raise ValueError(f"bias must have shape ({out},), got {tuple(bias.shape)}")
+        w = torch.cat([w, bias.detach().to(torch.float64)[:, None]], dim=1)  # (out, fan_in + 1)
+    scale = w.abs().amax(dim=1) / levels  # (out,)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row stays zero
+    codes = torch.clamp(torch.round(w / safe[:, None]), -levels, levels).to(_code_dtype(bits))
+    if bias is not None:
+        return QuantizedWeights(codes[:, :-1].reshape(weight.shape), codes[:, -1].clone(), scale)
+    return QuantizedWeights(codes.reshape(weight.shape), None, scale)
+
+
+def dequantize(q: QuantizedWeights, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor | None]:
+    """``(scale * codes, scale * bias_codes)`` computed in float64, then cast to ``dtype``."""
+    scale = q.scale.to(torch.float64)
+    shape = (-1,) + (1,) * (q.codes.dim() - 1)
+    weight = (q.codes.to(torch.float64) * scale.reshape(shape)).to(dtype)
+    bias = None if q.bias_codes is None else (q.bias_codes.to(torch.float64) * scale).to(dtype)
+    return weight, bias
+
+
+class _FakeQuantize(torch.autograd.Function):
+    """Forward: the quantised weights.  Backward: the identity (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, bias: Tensor | None, bits: int) -> tuple[Tensor, Tensor | None]:
+        w_hat, b_hat = dequantize(quantize(weight, bias, bits), weight.dtype)
+        return w_hat.to(weight.device), None if b_hat is None else b_hat.to(weight.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad_w: Tensor, grad_b: Tensor | None) -> tuple[Tensor, Tensor | None, None]:
+        return grad_w, grad_b, None
+
+
+def fake_quantize(weight: Tensor, bias: Tensor | None, bits: int | None) -> tuple[Tensor, Tensor | None]:
+    """Weights as the forward pass sees them: quantised to ``bits`` (None = unchanged), identity gradient."""
+    if bits is None:
+        return weight, bias
+    check_bits(bits)
+    return _FakeQuantize.apply(weight, bias, bits)
+
+
+def effective_weights(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
+    """A spiking layer's weights as its forward pass uses them (quantised if ``weight_bits`` is set), detached.
+
+    Tools that read weights outside ``forward`` (event simulation, NIR export) should call this.
+    """
+    bits = getattr(layer, "weight_bits", None)
+    w, b = fake_quantize(layer.weight.detach(), None if layer.bias is None else layer.bias.detach(), bits)
+    return w, b
+
+
+def select_layers(model: nn.Module, layers: list[str] | None) -> list[tuple[str, nn.Module]]:
+    """The spiking conv / linear layers (all, or those named in ``layers``); ValueError for unknown names."""
+    from tcsnn.evaluate import spiking_layers
+
+    found = spiking_layers(model)
+    if layers is None:
+        return found
+    names = [n for n, _ in found]
+    unknown = [n for n in layers if n not in names]
+    if unknown:
+        raise ValueError(f"unknown layer name(s) {unknown}; the spiking layers of this model are {names}")
+    return [(n, m) for n, m in found if n in layers]
+
+
+def set_weight_bits(model: nn.Module, bits: int | None, *, layers: list[str] | None = None) -> None:
+    """Make every spiking layer (or the named ``layers``) run on ``bits``-bit weights; None = full precision."""
+    if bits is not None:
+        check_bits(bits)
+    for _, m in select_layers(model, layers):
+        m.weight_bits = bits
+
+
+def get_weight_bits(model: nn.Module) -> dict[str, int | None]:
+    """Layer name -> the bit width its forward pass uses (None = full precision)."""
+    return {n: getattr(m, "weight_bits", None) for n, m in select_layers(model, None)}
+
+
+def bits_at_epoch(quant_bits: list[int] | None, epochs_per_step: int, epoch: int) -> int | None:
+    """The gradual schedule: ``quant_bits[i]`` for epochs ``[i*step, (i+1)*step)``, the last one until the end."""
+    if not quant_bits:
+        return None
+    if epochs_per_step < 1 or epoch < 0:
+        raise ValueError(f"need epochs_per_step >= 1 and epoch >= 0, got {epochs_per_step}, {epoch}")
+    return int(quant_bits[min(epoch // epochs_per_step, len(quant_bits) - 1)])
+
+
+def export_quantized(
+    model: nn.Module,
+    bits: int,
+    *,
+    model_name: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Integer codes and scales of every spiking layer at ``bits`` bits (of the full-precision weights).
+
+    Returns ``{"format", "version", "bits", "scheme", "layers": {name: {"codes", "bias_codes", "scale",
+    "dtype"}}, "model", "model_kwargs", "config"}``; ``model`` / ``model_kwargs`` (the
+    :func:`tcsnn.models.create_model` arguments) let :func:`load_quantized_model` rebuild the network.
+    """
+    check_bits(bits)
+    found = select_layers(model, None)
+    if not found:
+        raise ValueError("the model has no spiking conv / linear layers to quantise")
+    out: dict[str, Any] = {}
+    for name, m in found:
+        q = quantize(m.weight, m.bias, bits)
+        out[name] = {"codes": q.codes.cpu(), "bias_codes": None if q.bias_codes is None else q.bias_codes.cpu(),
+                     "scale": q.scale.cpu(),
+                     "dtype": str(m.weight.dtype).removeprefix("torch.")}
+    return {"format": QUANT_FORMAT, "version": QUANT_VERSION, "bits": int(bits), "scheme": SCHEME,
+            "layers": out, "model": model_name, "model_kwargs": dict(model_kwargs or {}),
+            "config": dict(config or {})}
+
+
+def save_quantized(export: dict[str, Any], path: str | Path) -> None:
+    """Write an :func:`export_quantized` dict atomically (``torch.save`` format, loadable with weights_only)."""
+    from tcsnn.checkpoint import save_atomic
+
+    _check_export(export, str(path))
+    save_atomic(export, path)
+
+
+def load_quantized(path: str | Path) -> dict[str, Any]:
+    """Read and validate a file written by :func:`save_quantized`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"quantised model not found: {path}")
+    try:
+        export = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise ValueError(f"{path} is not a readable tcsnn file (corrupt or truncated?): {exc}") from exc
+    _check_export(export, str(path))
+    return export
+
+
+def _check_export(export: Any, where: str) -> None:
+    if not isinstance(export, dict) or export.get("format") != QUANT_FORMAT:
+        raise ValueError(f"{where} is not a tcsnn quantised model (no '{QUANT_FORMAT}' format tag)")
+    if export.get("version") != QUANT_VERSION:
+        raise ValueError(f"{where} has version {export.get('version')}; this tcsnn reads version {QUANT_VERSION}")
+    check_bits(export.get("bits"))
+    levels = num_levels(export["bits"])
+    for name, layer in export.get("layers", {}).items():
+        codes = [layer["codes"]] + ([layer["bias_codes"]] if layer["bias_codes"] is not None else [])
+        for c in codes:
+            if c.dtype.is_floating_point or (c.numel() and int(c.abs().max()) > levels):
+                raise ValueError(f"{where}: layer {name!r} holds codes outside the {export['bits']}-bit range")
+
+
+def apply_quantized(model: nn.Module, export: dict[str, Any]) -> None:
+    """Write the dequantised weights of ``export`` into ``model`` (full precision from then on).
+
+    The model then computes exactly what the source model computed with ``weight_bits = export["bits"]``.
+    Raises ValueError when the layer names or shapes do not match.
+    """
+    _check_export(export, "export")
+    found = dict(select_layers(model, None))
+    if set(found) != set(export["layers"]):
+        raise ValueError(f"export holds layers {sorted(export['layers'])}, the model has {sorted(found)}")
+    for name, layer in export["layers"].items():
+        m = found[name]
+        q = QuantizedWeights(layer["codes"], layer["bias_codes"], layer["scale"])
+        if q.codes.shape != m.weight.shape or (q.bias_codes is None) != (m.bias is None):
+            raise ValueError(f"layer {name!r}: export weight {tuple(q.codes.shape)} does not fit "
+                             f"{tuple(m.weight.shape)} (or bias presence differs)")
+        w, b = dequantize(q, m.weight.dtype)
+        with torch.no_grad():
+            m.weight.copy_(w)
+            if b is not None:
+                m.bias.copy_(b)
+        m.weight_bits = None
+
+
+def load_quantized_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network of a :func:`save_quantized` file in eval mode; returns ``(model, config)``."""
+    from tcsnn.models import create_model
+
+    export = load_quantized(path)
+    if not export.get("model"):
+        raise ValueError(f"{path} does not name its model; export it with model_name=... to make it loadable")
+    model = create_model(export["model"], **export["model_kwargs"])
+    dtypes = {layer["dtype"] for layer in export["layers"].values()}
+    if len(dtypes) == 1:
+        model = model.to(getattr(torch, dtypes.pop()))
+    apply_quantized(model, export)
+    model.eval()
+    return model, export["config"]

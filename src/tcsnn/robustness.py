@@ -1,0 +1,535 @@
+r"""Robustness of a trained network to weight quantisation, weight noise and input spike-time jitter.
+
+Paper section 4.2 and Fig. 2.  Nothing is retrained; every perturbation is undone after its evaluation.
+
+**Bits** (post-training quantisation).  Every spiking layer (or the ``layers`` named) runs on its weights
+quantised to ``b`` bits by :mod:`tcsnn.quant` (symmetric, one scale per neuron, bias on its row's grid).
+Deterministic: one evaluation per width.
+
+**Weight noise at SNR s dB.**  Per spiking layer, zero-mean Gaussian noise is added to the weights the
+forward pass uses (the quantised ones for a quantisation-aware model):
+
+.. math::  \hat w = w + n, \quad n \sim \mathcal N(0, \sigma^2), \quad
+           \sigma^2 = P_w / 10^{s/10}, \quad P_w = \mathrm{mean}(w^2)
+
+with the mean over all the layer's weights *and biases*: the bias is one more synapse (an input at t = 0),
+stored and disturbed like the others, so it gets the same noise and counts in the power.  Each layer has
+its own power and hence its own ``sigma``.
+
+**Input jitter at level l.**  Each input spike time ``t = ln z`` becomes
+
+.. math::  t' = \max(0,\ t (1 + l \varepsilon)), \quad \varepsilon \sim \mathcal N(0, 1)
+
+independently per input and image, so the relative jitter ``|t' - t| / t`` has root-mean-square ``l``
+(the paper's ``|dt| / t``; :func:`tcsnn.circuit.jitter_inputs` uses a fixed magnitude ``l`` with random
+sign instead).  A spike cannot move before the t = 0 reference (the bias spike), hence the clamp; it
+matters only when ``l`` is large (``P(\varepsilon < -1/l)``).  Inputs that never spike stay silent, and
+``l = 0`` returns the input unchanged.
+
+**Draws.**  Noise and jitter settings are evaluated over ``draws`` seeded draws; draw ``d`` uses a
+``torch.Generator`` seeded with ``seed * 1_000_003 + d`` for every level, so the levels of one sweep see
+the same standard-normal pattern, only scaled (smoother curves, repeatable runs).  Reported: the mean
+and the sample standard deviation (``ddof = 1``; 0 for a single draw) of the test accuracy.
+
+The ``tcsnn robustness`` command sweeps all three, writes ``robustness.json`` / ``robustness.csv`` and
+PNG plots into ``--out``, and resumes: rows already in ``robustness.json`` (same checkpoint and settings)
+are not computed again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tcsnn.quant import (
+    QUANT_FORMAT,
+    check_bits,
+    effective_weights,
+    get_weight_bits,
+    select_layers,
+    set_weight_bits,
+)
+
+ROBUSTNESS_FORMAT = "tcsnn-robustness"
+ROBUSTNESS_VERSION = 1
+DEFAULT_BITS: tuple[int, ...] = (32, 16, 8, 4, 2)
+DEFAULT_SNR_DB: tuple[float, ...] = (10, 15, 20, 25, 30, 35, 40)
+DEFAULT_JITTER: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+#: Row kinds, in the order they are computed and written.
+KINDS: tuple[str, ...] = ("baseline", "bits", "snr", "jitter")
+#: Seeds of draw d: seed * _SEED_STRIDE + d (distinct for any seed >= 0 and fewer draws than the stride).
+_SEED_STRIDE = 1_000_003
+CSV_COLUMNS = ("kind", "value", "draws", "mean_accuracy", "std_accuracy", "min_accuracy", "max_accuracy",
+               "mean_no_decision_rate", "mean_spike_share")
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def check_snr_db(snr_db: object) -> float:
+    """A finite SNR in dB (negative values are allowed: noise stronger than the weights)."""
+    if isinstance(snr_db, bool) or not isinstance(snr_db, (int, float)) or not math.isfinite(snr_db):
+        raise ValueError(f"SNR must be a finite number of dB, got {snr_db!r}")
+    return float(snr_db)
+
+
+def check_jitter(level: object) -> float:
+    """A finite relative jitter level >= 0 (0.01 = 1 %)."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not (math.isfinite(level) and level >= 0):
+        raise ValueError(f"jitter level must be a finite number >= 0 (0.01 = 1 % of t), got {level!r}")
+    return float(level)
+
+
+def check_draws(draws: object) -> int:
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    return draws
+
+
+def draw_generator(seed: int, draw: int) -> torch.Generator:
+    """The CPU generator of noise / jitter draw ``draw`` (the same for every level of a sweep)."""
+    if seed < 0 or not 0 <= draw < _SEED_STRIDE:
+        raise ValueError(f"need seed >= 0 and 0 <= draw < {_SEED_STRIDE}, got seed {seed}, draw {draw}")
+    return torch.Generator().manual_seed(seed * _SEED_STRIDE + draw)
+
+
+# ------------------------------------------------------------------------------------- perturbations
+
+
+def weight_power(weight: Tensor, bias: Tensor | None) -> float:
+    """``P_w``: mean of ``w^2`` over the weights and the biases of one layer (float64)."""
+    total = weight.detach().double().square().sum()
+    n = weight.numel()
+    if bias is not None:
+        total = total + bias.detach().double().square().sum()
+        n += bias.numel()
+    return float(total) / max(n, 1)
+
+
+def noise_std(weight: Tensor, bias: Tensor | None, snr_db: float) -> float:
+    r"""``sigma = sqrt(P_w / 10^(snr_db / 10))``."""
+    return math.sqrt(weight_power(weight, bias) / 10.0 ** (check_snr_db(snr_db) / 10.0))
+
+
+def add_weight_noise(
+    weight: Tensor, bias: Tensor | None, snr_db: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """``(w + n_w, b + n_b)`` with one ``sigma`` for the layer (:func:`noise_std`); new tensors."""
+    sigma = noise_std(weight, bias, snr_db)
+
+    def noisy(p: Tensor) -> Tensor:
+        n = torch.randn(p.shape, generator=generator, dtype=torch.float64) * sigma
+        return (p.detach().double() + n.to(p.device)).to(p.dtype)
+
+    return noisy(weight), None if bias is None else noisy(bias)
+
+
+@contextmanager
+def noisy_weights(
+    model: nn.Module, snr_db: float, *, generator: torch.Generator, layers: list[str] | None = None
+) -> Iterator[None]:
+    """Within the block the spiking layers (or the named ``layers``) run on their effective weights plus noise.
+
+    On exit every weight, bias and ``weight_bits`` is restored exactly, also after an exception.
+    """
+    check_snr_db(snr_db)
+    chosen = [m for _, m in select_layers(model, layers)]
+    saved = [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone(), m.weight_bits)
+             for m in chosen]
+    try:
+        with torch.no_grad():
+            for m in chosen:
+                w, b = add_weight_noise(*effective_weights(m), snr_db, generator)
+                m.weight.copy_(w)
+                if b is not None:
+                    m.bias.copy_(b)
+                m.weight_bits = None
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (w, b, bits) in zip(chosen, saved, strict=True):
+                m.weight.copy_(w)
+                if b is not None:
+                    m.bias.copy_(b)
+                m.weight_bits = bits
+
+
+def jitter_spike_times(z: Tensor, level: float, generator: torch.Generator) -> Tensor:
+    r"""``t' = max(0, t (1 + level * eps))`` per element of ``z = e^t``; silent inputs stay ``inf``.
+
+    ``level = 0`` returns ``z`` itself.  Computed in float64, returned in ``z``'s dtype.
+    """
+    level = check_jitter(level)
+    if level == 0:
+        return z
+    eps = torch.randn(z.shape, generator=generator, dtype=torch.float64).to(z.device)
+    t = torch.log(z.double())
+    t_new = torch.clamp(t * (1.0 + level * eps), min=0.0)
+    return torch.where(torch.isfinite(z), torch.exp(t_new), z.double()).to(z.dtype)
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How to feed the test set: the checkpoint's encoding, its alpha, the batch size and the dtype."""
+
+    encoding: str
+    alpha: float
+    batch_size: int = 500
+    dtype: torch.dtype = torch.float32
+
+
+def _evaluate(model: nn.Module, x: Tensor, y: Tensor, spec: EvalSpec,
+              transform: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
+    from tcsnn.evaluate import evaluate
+
+    return evaluate(model, x, y, encoding=spec.encoding, alpha=spec.alpha, batch_size=spec.batch_size,
+                    dtype=spec.dtype, input_transform=transform)
+
+
+def summarize_draws(kind: str, value: float | int | None, metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One result row from the metrics of each draw (mean and sample std of the test accuracy)."""
+    acc = [float(m["test_accuracy"]) for m in metrics]
+    mean = sum(acc) / len(acc)
+    std = math.sqrt(sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) if len(acc) > 1 else 0.0
+    return {
+        "kind": kind, "value": value, "draws": len(acc), "accuracies": acc,
+        "mean_accuracy": mean, "std_accuracy": std, "min_accuracy": min(acc), "max_accuracy": max(acc),
+        "mean_no_decision_rate": sum(float(m["no_decision_rate"]) for m in metrics) / len(acc),
+        "mean_spike_share": sum(float(m["spike_share"]) for m in metrics) / len(acc),
+    }
+
+
+def evaluate_bits(model: nn.Module, x: Tensor, y: Tensor, bits: int, spec: EvalSpec, *,
+                  layers: list[str] | None = None) -> dict[str, Any]:
+    """Accuracy with the (named) spiking layers quantised to ``bits``; the model's bit widths are restored."""
+    check_bits(bits)
+    before = get_weight_bits(model)
+    try:
+        set_weight_bits(model, bits, layers=layers)
+        return summarize_draws("bits", int(bits), [_evaluate(model, x, y, spec)])
+    finally:
+        for name, b in before.items():
+            set_weight_bits(model, b, layers=[name])
+
+
+def evaluate_weight_noise(model: nn.Module, x: Tensor, y: Tensor, snr_db: float, spec: EvalSpec, *,
+                          draws: int = 5, seed: int = 0, layers: list[str] | None = None,
+                          on_draw: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Accuracy under weight noise at ``snr_db`` over ``draws`` seeded draws; the weights are restored."""
+    check_snr_db(snr_db)
+    metrics = []
+    for d in range(check_draws(draws)):
+        with noisy_weights(model, snr_db, generator=draw_generator(seed, d), layers=layers):
+            metrics.append(_evaluate(model, x, y, spec))
+        if on_draw is not None:
+            on_draw()
+    return summarize_draws("snr", float(snr_db), metrics)
+
+
+def evaluate_jitter(model: nn.Module, x: Tensor, y: Tensor, level: float, spec: EvalSpec, *,
+                    draws: int = 5, seed: int = 0, on_draw: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Accuracy with input spike times jittered at relative ``level`` over ``draws`` seeded draws."""
+    check_jitter(level)
+    metrics = []
+    for d in range(check_draws(draws)):
+        gen = draw_generator(seed, d)
+        metrics.append(_evaluate(model, x, y, spec, lambda z, g=gen: jitter_spike_times(z, level, g)))
+        if on_draw is not None:
+            on_draw()
+    return summarize_draws("jitter", float(level), metrics)
+
+
+# ------------------------------------------------------------------------------------------- the sweep
+
+
+def _row_key(kind: str, value: float | int | None) -> tuple[str, float | None]:
+    return kind, None if value is None else float(value)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(r: dict[str, Any]) -> tuple[int, float]:
+        v = r["value"]
+        # bits from many to few, SNR and jitter ascending
+        return KINDS.index(r["kind"]), 0.0 if v is None else (-v if r["kind"] == "bits" else v)
+
+    return sorted(rows, key=key)
+
+
+def run_sweep(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: EvalSpec,
+    out_dir: str | Path,
+    *,
+    settings: dict[str, Any],
+    bits: Sequence[int] = DEFAULT_BITS,
+    snr_db: Sequence[float] = DEFAULT_SNR_DB,
+    jitter: Sequence[float] = DEFAULT_JITTER,
+    draws: int = 5,
+    seed: int = 0,
+    layers: list[str] | None = None,
+    source: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Baseline, bits, SNR and jitter rows into ``out_dir/robustness.json`` (rewritten after every row).
+
+    ``settings`` identifies the experiment (checkpoint hash, data, limit, draws, seed, layers); rows of an
+    existing ``robustness.json`` with equal settings are kept and not recomputed, different settings raise
+    ValueError.  ``source`` (the checkpoint path) is recorded but not compared.  Returns the JSON document.
+    """
+    from tqdm.auto import tqdm
+
+    bits = [check_bits(b) for b in bits]
+    snr_db = [check_snr_db(s) for s in snr_db]
+    jitter = [check_jitter(j) for j in jitter]
+    check_draws(draws)
+    if layers is not None:
+        select_layers(model, layers)  # unknown names fail before any work
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "robustness.json"
+    doc: dict[str, Any] = {"format": ROBUSTNESS_FORMAT, "version": ROBUSTNESS_VERSION, "source": source,
+                           "settings": settings, "rows": []}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc}); delete it or pick another --out") from exc
+        if old.get("format") != ROBUSTNESS_FORMAT or old.get("version") != ROBUSTNESS_VERSION:
+            raise ValueError(f"{path} is not a tcsnn robustness table; pick another --out")
+        differ = sorted(k for k in set(settings) | set(old.get("settings", {}))
+                        if settings.get(k) != old["settings"].get(k))
+        if differ:
+            raise ValueError(f"{path} holds results for other settings ({', '.join(differ)} differ); "
+                             "pick another --out or delete it")
+        doc["rows"] = old["rows"]
+    done = {_row_key(r["kind"], r["value"]) for r in doc["rows"]}
+
+    todo: list[tuple[str, float | int | None]] = [("baseline", None)]
+    todo += [("bits", b) for b in bits] + [("snr", s) for s in snr_db] + [("jitter", j) for j in jitter]
+    todo = [t for t in dict.fromkeys(todo) if _row_key(*t) not in done]
+    n_evals = sum(draws if kind in ("snr", "jitter") else 1 for kind, _ in todo)
+    bar = tqdm(total=n_evals, desc="robustness", disable=not progress, file=sys.stderr)
+    try:
+        for kind, value in todo:
+            bar.set_postfix_str(f"{kind} {value}" if value is not None else kind)
+            if kind == "baseline":
+                row = summarize_draws("baseline", None, [_evaluate(model, x, y, spec)])
+                bar.update()
+            elif kind == "bits":
+                row = evaluate_bits(model, x, y, int(value), spec, layers=layers)  # type: ignore[arg-type]
+                bar.update()
+            elif kind == "snr":
+                row = evaluate_weight_noise(model, x, y, float(value), spec, draws=draws, seed=seed,  # type: ignore[arg-type]
+                                            layers=layers, on_draw=bar.update)
+            else:
+                row = evaluate_jitter(model, x, y, float(value), spec, draws=draws, seed=seed,  # type: ignore[arg-type]
+                                      on_draw=bar.update)
+            doc["rows"] = _sorted_rows(doc["rows"] + [row])
+            _write_json(path, doc)
+    finally:
+        bar.close()
+    _write_json(path, doc)
+    return doc
+
+
+# --------------------------------------------------------------------------------------------- outputs
+
+
+def write_csv(doc: dict[str, Any], path: str | Path) -> None:
+    import csv
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for r in doc["rows"]:
+            w.writerow(["" if r[c] is None else r[c] for c in CSV_COLUMNS])
+    tmp.replace(path)
+
+
+def plot_sweeps(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """``accuracy_vs_{bits,snr,jitter}.png`` for each kind with rows; the baseline as a dashed line."""
+    from matplotlib.figure import Figure
+
+    out_dir = Path(out_dir)
+    base = [r for r in doc["rows"] if r["kind"] == "baseline"]
+    labels = {"bits": "weight bits", "snr": "weight SNR (dB)", "jitter": "input jitter |dt|/t (%)"}
+    written = []
+    for kind, xlabel in labels.items():
+        rows = sorted((r for r in doc["rows"] if r["kind"] == kind), key=lambda r: r["value"])
+        if not rows:
+            continue
+        xs = [r["value"] * (100 if kind == "jitter" else 1) for r in rows]
+        fig = Figure(figsize=(4.5, 3.4), layout="constrained")
+        ax = fig.add_subplot()
+        ax.errorbar(xs, [100 * r["mean_accuracy"] for r in rows], yerr=[100 * r["std_accuracy"] for r in rows],
+                    marker="o", capsize=3, label="perturbed" if kind != "bits" else "quantised")
+        if base:
+            ax.axhline(100 * base[0]["mean_accuracy"], ls="--", color="k", lw=1, label="noiseless")
+        if kind == "bits":
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(int(v)) for v in xs])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        path = out_dir / f"accuracy_vs_{kind}.png"
+        fig.savefig(path, dpi=120)
+        written.append(path)
+    return written
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    lines = [f"{'kind':<9}{'value':>8}{'draws':>7}{'accuracy':>11}{'std':>8}{'no spike':>10}"]
+    for r in doc["rows"]:
+        value = "-" if r["value"] is None else f"{r['value']:g}"
+        lines.append(f"{r['kind']:<9}{value:>8}{r['draws']:>7}{r['mean_accuracy']:>10.2%}"
+                     f"{r['std_accuracy']:>8.2%}{r['mean_no_decision_rate']:>10.2%}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def parse_list(text: str, name: str, convert: Callable[[str], Any]) -> list[Any]:
+    """Comma-separated values; an empty string is an empty list (that sweep is skipped)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    try:
+        return [convert(s) for s in items]
+    except ValueError as exc:
+        raise ValueError(f"{name} expects comma-separated numbers (or '' to skip), got {text!r}") from exc
+
+
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint of `tcsnn train`, or a quantised model written with --save-quantized")
+    p.add_argument("--out", required=True, help="folder for robustness.json/.csv and the plots (resumable)")
+    p.add_argument("--data-root", default=None, help="data folder (default: the one recorded in the checkpoint)")
+    p.add_argument("--bits", default=",".join(map(str, DEFAULT_BITS)),
+                   help="post-training weight bit widths, >= 2 ('' skips; default %(default)s)")
+    p.add_argument("--snr", default=",".join(f"{s:g}" for s in DEFAULT_SNR_DB),
+                   help="weight-noise SNRs in dB ('' skips; default %(default)s)")
+    p.add_argument("--jitter", default=",".join(f"{j:g}" for j in DEFAULT_JITTER),
+                   help="relative input spike-time jitter levels, >= 0 ('' skips; default %(default)s)")
+    p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layers", default=None,
+                   help="comma-separated spiking layer names (e.g. 0,3) to quantise / perturb (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--save-quantized", action="store_true",
+                   help="also write OUT/quantized-<b>bit.pt (integer codes + scales) for every --bits width")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """A training checkpoint or a quantised export -> ``(model, run config, {model, model_kwargs})``."""
+    from tcsnn.checkpoint import load_checkpoint, load_model
+    from tcsnn.quant import load_quantized, load_quantized_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise ValueError(f"{path} is not a readable tcsnn file (corrupt or truncated?): {exc}") from exc
+    if isinstance(head, dict) and head.get("format") == QUANT_FORMAT:
+        model, config = load_quantized_model(path)
+        export = load_quantized(path)
+        return model, config, {"model": export["model"], "model_kwargs": export["model_kwargs"]}
+    model, config = load_model(path)
+    ckpt = load_checkpoint(path)
+    model = model.to(getattr(torch, config.get("dtype", "float32")))
+    return model, config, {"model": ckpt["model"], "model_kwargs": ckpt["model_kwargs"]}
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from tcsnn.data import load_arrays
+    from tcsnn.quant import export_quantized, save_quantized
+
+    bits = parse_list(args.bits, "--bits", int)
+    snr_db = parse_list(args.snr, "--snr", float)
+    jitter = parse_list(args.jitter, "--jitter", float)
+    for b in bits:
+        check_bits(b)
+    for s in snr_db:
+        check_snr_db(s)
+    for j in jitter:
+        check_jitter(j)
+    check_draws(args.draws)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    layers = None if args.layers is None else [s.strip() for s in args.layers.split(",") if s.strip()]
+    if layers is not None and not layers:
+        raise ValueError("--layers needs at least one layer name")
+    if args.save_quantized and layers is not None:
+        raise ValueError("--save-quantized exports every layer; it cannot be combined with --layers")
+
+    ckpt_path = Path(args.checkpoint)
+    model, cfg, source = load_any(ckpt_path)
+    if layers is not None:
+        select_layers(model, layers)
+    for key in ("dataset", "encoding", "alpha"):
+        if key not in cfg:
+            raise ValueError(f"{ckpt_path}: the run config has no {key!r}; cannot rebuild the test inputs")
+    root = args.data_root if args.data_root is not None else cfg.get("data_root")
+    x, y = load_arrays(cfg["dataset"], root, train=False)
+    if args.limit is not None:
+        x, y = x[: args.limit], y[: args.limit]
+    spec = EvalSpec(encoding=cfg["encoding"], alpha=float(cfg["alpha"]), batch_size=args.batch_size,
+                    dtype=getattr(torch, cfg.get("dtype", "float32")))
+    settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
+                "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
+                "draws": args.draws, "seed": args.seed, "layers": layers,
+                "weight_bits_as_loaded": get_weight_bits(model)}
+    out = Path(args.out)
+    doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
+                    draws=args.draws, seed=args.seed, layers=layers, source=str(ckpt_path.resolve()),
+                    progress=not args.no_progress)
+    if args.save_quantized:
+        for b in bits:
+            save_quantized(export_quantized(model, b, model_name=source["model"],
+                                            model_kwargs=source["model_kwargs"], config=cfg),
+                           out / f"quantized-{b}bit.pt")
+    write_csv(doc, out / "robustness.csv")
+    plots = plot_sweeps(doc, out)
+    print(format_table(doc))
+    print(f"wrote {out / 'robustness.json'}, {out / 'robustness.csv'}"
+          + "".join(f", {p.name}" for p in plots), file=sys.stderr)
+    return 0

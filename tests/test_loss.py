@@ -1,0 +1,62 @@
+"""Loss terms of eq. (5) and the behaviours that decide the default."""
+
+import math
+
+import pytest
+import torch
+
+from tcsnn.functional.loss import LOSSES, classification_loss, l2_penalty, weight_sum_penalty
+
+INF = float("inf")
+
+
+def test_paper_loss_is_unbounded_below():
+    # as printed, -ln(z_c^-1 / sum_{i != c} z_i^-1) keeps falling as the wrong outputs are delayed
+    target = torch.tensor([0])
+    values = [classification_loss(torch.tensor([[2.0, late, late]]), target, "paper").item() for late in (1e1, 1e3, 1e6)]
+    assert values[0] > values[1] > values[2] and values[2] < -10
+
+
+def test_paper_all_and_ce_are_bounded_below():
+    target = torch.tensor([0])
+    for kind in ("paper_all", "ce"):
+        for late in (1e1, 1e3, 1e6):
+            assert classification_loss(torch.tensor([[2.0, late, late]]), target, kind).item() >= 0.0
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_every_loss_rewards_delaying_wrong_outputs(kind):
+    # all three push the wrong outputs later: the gradient w.r.t. a wrong output's z is negative
+    z = torch.tensor([[3.0, 2.5, 4.0]], requires_grad=True)
+    classification_loss(z, torch.tensor([0]), kind).backward()
+    assert z.grad[0, 1] < 0 and z.grad[0, 2] < 0 and z.grad[0, 0] > 0
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_silent_outputs_keep_the_loss_finite(kind):
+    z = torch.tensor([[INF, 2.0, 3.0], [INF, INF, INF]], requires_grad=True)
+    loss = classification_loss(z, torch.tensor([0, 1]), kind)
+    assert math.isfinite(loss.item())
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+    assert z.grad[0, 1] < 0  # a silent correct output still delays the wrong ones
+
+
+def test_ce_is_cross_entropy_on_minus_z():
+    z = torch.tensor([[1.0, 2.0, 4.0]])
+    expected = -torch.log_softmax(-z, dim=1)[0, 1]
+    assert classification_loss(z, torch.tensor([1]), "ce").item() == pytest.approx(expected.item())
+
+
+def test_unknown_loss_is_named():
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        classification_loss(torch.ones(1, 2), torch.tensor([0]), "hinge")
+
+
+def test_weight_sum_penalty_counts_rows_below_beta_with_bias():
+    w = torch.tensor([[0.2, 0.3], [1.0, 1.0]])
+    b = torch.tensor([0.1, -0.5])
+    # row sums with bias: 0.6 and 1.5 -> only the first is below beta = 1
+    assert weight_sum_penalty([(w, b)], beta=1.0).item() == pytest.approx(0.4)
+    assert weight_sum_penalty([(w, None)], beta=1.0).item() == pytest.approx(0.5)
+    assert l2_penalty([w]).item() == pytest.approx(0.04 + 0.09 + 2.0)
