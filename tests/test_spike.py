@@ -259,7 +259,7 @@ def test_conv_fwd_bwd_memory_under_1gb():
         (lambda: spike_linear(torch.ones(2, 3), torch.ones(2, 3), backend="cuda"), ValueError, "unknown backend"),
         (lambda: spike_conv2d(torch.ones(1, 2, 5, 5), torch.ones(1, 3, 3, 3)), ValueError, "channels"),
         (lambda: spike_conv2d(torch.ones(1, 1, 5, 5), torch.ones(1, 1, 2, 2), padding="same"), ValueError, "odd"),
-        (lambda: spike_conv2d(torch.ones(1, 1, 5, 5), torch.ones(1, 1, 3, 3), 2, "same"), ValueError, "stride"),
+        (lambda: spike_conv2d(torch.ones(1, 1, 5, 5), torch.ones(1, 1, 3, 3), None, 2, "same"), ValueError, "stride"),
         (lambda: spike_conv2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 3)), ValueError, "smaller than the kernel"),
     ],
 )

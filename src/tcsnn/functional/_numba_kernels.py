@@ -29,21 +29,31 @@ _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _push(w_acc, s_acc, active, w_row, zi):  # pragma: no cover - compiled
-    # One input spike at z = zi reaches one output position: all channels at once, shapes (O,).
-    for o in range(w_acc.shape[0]):
-        wv = w_acc[o]
-        fired = wv > 1.0 and s_acc[o] <= zi * (wv - 1.0)
-        a = active[o] and not fired
-        active[o] = a
-        dw = w_row[o] if a else 0.0
-        w_acc[o] = wv + dw
-        s_acc[o] += dw * zi
+def _push(w_acc, s_acc, active, p, w, c, dy, dx, zi, one, zero):  # pragma: no cover - compiled
+    # One input spike at z = zi reaches output position p: all channels at once.  w_acc, s_acc, active are
+    # (P, O); w is (C, k, k, O).  Indexing the 2-d arrays directly (no row views) keeps reference counting
+    # out of the hot loop.  `active` is 1 until the channel is found to have fired (then 0); `one`/`zero`
+    # carry the array dtype so float32 stays float32 (a bare 1.0 literal would promote the loop to float64).
+    # Returns the number of channels still active.
+    n_active = zero
+    for o in range(w_acc.shape[1]):
+        wv = w_acc[p, o]
+        fired = (wv > one) & (s_acc[p, o] <= zi * (wv - one))
+        a = zero if fired else active[p, o]
+        active[p, o] = a
+        dw = w[c, dy, dx, o] * a
+        w_acc[p, o] = wv + dw
+        s_acc[p, o] += dw * zi
+        n_active += a
+    return n_active
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv_forward(z, wt, bias, has_bias, stride, pad, h_out, w_out):  # pragma: no cover - compiled
-    """z (B, C, H, W), wt (C, k, k, O) -> (z_out, w_causal), both (B, O, H', W')."""
+def conv_forward(z, order, wt, bias, has_bias, stride, pad, h_out, w_out):  # pragma: no cover - compiled
+    """z (B, C, H, W), order (B, C*H*W) = argsort of each flattened sample, wt (C, k, k, O)
+    -> (z_out, w_causal), both (B, O, H', W').
+
+    The sort is done outside (numpy's SIMD argsort is several times faster than numba's)."""
     n_batch, n_chan, height, width = z.shape
     k = wt.shape[1]
     n_out = wt.shape[3]
@@ -51,49 +61,44 @@ def conv_forward(z, wt, bias, has_bias, stride, pad, h_out, w_out):  # pragma: n
     n_in = n_chan * height * width
     out = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
     wsum = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
+    bias4 = bias.reshape(1, 1, 1, n_out)  # indexed like wt
     for b in prange(n_batch):
         zf = z[b].reshape(n_in)
-        order = np.argsort(zf)
         w_acc = np.zeros((n_pos, n_out), z.dtype)  # (P, O)
         s_acc = np.zeros((n_pos, n_out), z.dtype)  # (P, O)
-        active = np.ones((n_pos, n_out), np.bool_)  # (P, O)
+        active = np.ones((n_pos, n_out), z.dtype)  # (P, O): 1 until fired
+        alive = np.ones(n_pos, np.bool_)  # (P,): some channel of the position has not fired yet
+        one = np.ones(1, z.dtype)[0]
+        zero = np.zeros(1, z.dtype)[0]
         bias_pending = has_bias
         for n in range(n_in):
-            idx = order[n]
+            idx = order[b, n]
             zi = zf[idx]
             if not zi < np.inf:  # NO_SPIKE inputs sort last and never arrive
                 break
             if bias_pending and zi > 1.0:  # the bias input spikes at z = 1
                 for p in range(n_pos):
-                    _push(w_acc[p], s_acc[p], active[p], bias, 1.0)
+                    alive[p] = _push(w_acc, s_acc, active, p, bias4, 0, 0, 0, one, one, zero) > zero
                 bias_pending = False
             c = idx // (height * width)
             rem = idx - c * height * width
             y = rem // width
             x = rem - y * width
-            for dy in range(k):
-                ty = y + pad - dy
-                if ty < 0:
-                    break
-                if ty % stride != 0:
-                    continue
-                oy = ty // stride
-                if oy >= h_out:
-                    continue
-                for dx in range(k):
-                    tx = x + pad - dx
-                    if tx < 0:
-                        break
-                    if tx % stride != 0:
-                        continue
-                    ox = tx // stride
-                    if ox >= w_out:
-                        continue
+            # output rows/cols fed by (y, x): oy * stride + dy = y + pad with 0 <= dy < k (no division per tap)
+            oy_lo = max(0, -((k - 1 - y - pad) // stride))
+            oy_hi = min(h_out - 1, (y + pad) // stride)
+            ox_lo = max(0, -((k - 1 - x - pad) // stride))
+            ox_hi = min(w_out - 1, (x + pad) // stride)
+            for oy in range(oy_lo, oy_hi + 1):
+                dy = y + pad - oy * stride
+                for ox in range(ox_lo, ox_hi + 1):
+                    dx = x + pad - ox * stride
                     p = oy * w_out + ox
-                    _push(w_acc[p], s_acc[p], active[p], wt[c, dy, dx], zi)
+                    if alive[p]:
+                        alive[p] = _push(w_acc, s_acc, active, p, wt, c, dy, dx, zi, one, zero) > zero
         if bias_pending:
             for p in range(n_pos):
-                _push(w_acc[p], s_acc[p], active[p], bias, 1.0)
+                _push(w_acc, s_acc, active, p, bias4, 0, 0, 0, one, one, zero)
         for p in range(n_pos):
             oy = p // w_out
             ox = p - oy * w_out

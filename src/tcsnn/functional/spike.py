@@ -153,7 +153,8 @@ class _NumbaConv2d(torch.autograd.Function):
         wt = weight.detach().permute(1, 2, 3, 0).contiguous().numpy()  # (C, k, k, O)
         has_bias = bias is not None
         b_np = bias.detach().contiguous().numpy() if has_bias else np.zeros(wt.shape[3], wt.dtype)
-        out, wsum = nk.conv_forward(z_np, wt, b_np, has_bias, stride, padding, h_out, w_out)
+        order = np.argsort(z_np.reshape(z_np.shape[0], -1), axis=1)  # (B, C*H*W): each sample sorted once
+        out, wsum = nk.conv_forward(z_np, order, wt, b_np, has_bias, stride, padding, h_out, w_out)
         out_t, wsum_t = torch.from_numpy(out), torch.from_numpy(wsum)
         ctx.save_for_backward(z, weight, out_t, wsum_t)
         ctx.conf = (has_bias, stride, padding)
