@@ -426,7 +426,14 @@ def test_engine_rejects_bad_networks_and_inputs():
         compile_network(nn.Sequential(nn.Flatten(0), SpikingLinear(3, 2)), (3,))
     with pytest.raises(ValueError, match="no spiking layer"):
         compile_network(nn.Sequential(nn.Flatten()), (3,))
+    bad = SpikingLinear(3, 2)
+    with torch.no_grad():
+        bad.weight[0, 0] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        compile_network(nn.Sequential(bad), (3,))
     net = compile_network(nn.Sequential(SpikingLinear(3, 2)), (3,))
+    with pytest.raises(ValueError, match="threads"):
+        simulate_images(net, torch.ones(2, 3), threads=0)
     with pytest.raises(ValueError, match="shape"):
         simulate_events(net, torch.ones(4))
     with pytest.raises(ValueError, match="<= 0"):

@@ -65,6 +65,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     ckpt = load_checkpoint(path)
     model = create_model(ckpt["model"], **ckpt["model_kwargs"])
+    model = model.to(getattr(torch, ckpt["config"].get("dtype", "float32")))  # before loading: keep float64 exact
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
@@ -75,6 +76,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         from tcsnn.quant import bits_at_epoch, set_weight_bits
 
         set_weight_bits(model, bits_at_epoch(config["quant_bits"], int(config.get("quant_epochs_per_step", 1)),
-                                             int(ckpt.get("epoch", 0))))
+                                             int(ckpt.get("epoch", 0))),
+                        scale=config.get("quant_scale", "max"))
     model.eval()
     return model, config

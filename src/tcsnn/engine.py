@@ -66,6 +66,8 @@ class TrainConfig:
     #: one until the end (e.g. [16, 8, 4, 2]); None trains in full precision.
     quant_bits: list[int] | None = None
     quant_epochs_per_step: int = 1
+    #: how each neuron's quantisation grid is scaled (tcsnn.quant.SCALES): "max" |w| or the "mse"-optimal clip
+    quant_scale: str = "max"
     #: start from the weights of this checkpoint (e.g. quantisation-aware fine-tuning of a trained model)
     init_checkpoint: str | None = None
 
@@ -73,6 +75,7 @@ class TrainConfig:
         from tcsnn.functional.encode import ENCODINGS
         from tcsnn.functional.loss import LOSSES
         from tcsnn.functional.spike import BACKENDS
+        from tcsnn.quant import SCALES
 
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -86,6 +89,7 @@ class TrainConfig:
             (self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}"),
             (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
             (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
+            (self.quant_scale in SCALES, f"unknown quant_scale {self.quant_scale!r}; choose from {', '.join(SCALES)}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -103,9 +107,9 @@ class TrainConfig:
 
     def bits_at(self, epoch: int) -> int | None:
         """Weight bit width used in (0-based) ``epoch``; None = full precision."""
-        if not self.quant_bits:
-            return None
-        return int(self.quant_bits[min(epoch // self.quant_epochs_per_step, len(self.quant_bits) - 1)])
+        from tcsnn.quant import bits_at_epoch
+
+        return bits_at_epoch(self.quant_bits, self.quant_epochs_per_step, epoch)
 
     def lr_at(self, epoch: int) -> float:
         """Exponential decay from lr (first epoch) to lr_final (last epoch)."""
@@ -227,9 +231,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         model.load_state_dict(init["state_dict"])
     _write_json(run_dir / "config.json", {"config": dataclasses.asdict(cfg), "versions": _versions()})
 
-    set_bits = None
-    if cfg.quant_bits:
-        from tcsnn.quant import set_weight_bits as set_bits
+    from tcsnn.quant import effective_weight_layers, set_weight_bits
 
     n = x_tr.shape[0]
     for epoch in range(start_epoch, cfg.epochs):
@@ -238,8 +240,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(epoch)
         bits = cfg.bits_at(epoch)
-        if set_bits is not None:
-            set_bits(model, bits)
+        if cfg.quant_bits:
+            set_weight_bits(model, bits, scale=cfg.quant_scale)
         model.train()
         perm = torch.randperm(n, generator=gen)
         loss_sum = correct = seen = 0.0
@@ -252,10 +254,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                 if cfg.input_noise > 0:
                     z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=dtype))
                 z_out = model(z)
-                layers = weight_layers(model)
+                # The weight-sum penalty sees the weights the forward used (quantised in QAT): it is what revives
+                # neurons that quantisation silenced.  L2 acts on the full-precision weights.
                 loss = (classification_loss(z_out, y_tr[idx], cfg.loss)
-                        + cfg.K * weight_sum_penalty(layers, cfg.beta)
-                        + cfg.l2 * l2_penalty(w for w, _ in layers))
+                        + cfg.K * weight_sum_penalty(effective_weight_layers(model), cfg.beta)
+                        + cfg.l2 * l2_penalty(w for w, _ in weight_layers(model)))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {i // cfg.batch_size}"
@@ -308,6 +311,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default=None, help="ce (default), paper or paper_all")
     p.add_argument("--quant-bits", default=None, help="quantisation-aware training schedule, e.g. 16,8,4")
     p.add_argument("--quant-epochs-per-step", type=int, default=None)
+    p.add_argument("--quant-scale", default=None, help="quantisation grid scale rule: max (default) or mse")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--config", default=None, help="JSON file of config overrides (flags win over it)")
@@ -337,7 +341,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         except json.JSONDecodeError:
             overrides[key] = value
     flags = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-             "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step,
+             "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step, "quant_scale": args.quant_scale,
              "train_limit": args.train_limit, "test_limit": args.test_limit}
     if args.quant_bits:
         try:

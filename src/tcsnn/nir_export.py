@@ -213,6 +213,7 @@ def export_nir(
 
     from tcsnn import __version__
     from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
+    from tcsnn.quant import effective_weights
 
     nir = _import_nir()
     _check_bias_mapping(bias)
@@ -254,8 +255,9 @@ def export_nir(
                 "SpikingConv2d and torch.nn.Flatten"
             )
 
-        w = _as_numpy(layer.weight)
-        b = _as_numpy(layer.bias) if layer.bias is not None else None
+        w_eff, b_eff = effective_weights(layer)  # the weights the forward uses (quantised in QAT)
+        w = _as_numpy(w_eff)
+        b = _as_numpy(b_eff) if b_eff is not None else None
         meta = {"tcsnn_layer": name, "tcsnn_type": kind, "has_bias": b is not None}
         if b is not None:
             meta["bias_mapping"] = _BIAS_DOC[bias]

@@ -2,9 +2,9 @@ r"""Robustness of a trained network to weight quantisation, weight noise and inp
 
 Paper section 4.2 and Fig. 2.  Nothing is retrained; every perturbation is undone after its evaluation.
 
-**Bits** (post-training quantisation).  Every spiking layer (or the ``layers`` named) runs on its weights
-quantised to ``b`` bits by :mod:`tcsnn.quant` (symmetric, one scale per neuron, bias on its row's grid).
-Deterministic: one evaluation per width.
+**Bits** (post-training quantisation).  Every spiking layer (or the ``layers`` named) runs on its
+full-precision weights quantised to ``b`` bits by :mod:`tcsnn.quant` (symmetric, one scale per neuron, bias
+on its row's grid, clipping rule ``scale``).  Deterministic: one evaluation per width.
 
 **Weight noise at SNR s dB.**  Per spiking layer, zero-mean Gaussian noise is added to the weights the
 forward pass uses (the quantised ones for a quantisation-aware model):
@@ -54,7 +54,9 @@ from torch import Tensor, nn
 
 from tcsnn.quant import (
     QUANT_FORMAT,
+    SCALES,
     check_bits,
+    check_scale,
     effective_weights,
     get_weight_bits,
     select_layers,
@@ -214,16 +216,16 @@ def summarize_draws(kind: str, value: float | int | None, metrics: Sequence[dict
 
 
 def evaluate_bits(model: nn.Module, x: Tensor, y: Tensor, bits: int, spec: EvalSpec, *,
-                  layers: list[str] | None = None) -> dict[str, Any]:
+                  scale: str = "max", layers: list[str] | None = None) -> dict[str, Any]:
     """Accuracy with the (named) spiking layers quantised to ``bits``; the model's bit widths are restored."""
     check_bits(bits)
     before = get_weight_bits(model)
     try:
-        set_weight_bits(model, bits, layers=layers)
+        set_weight_bits(model, bits, scale=scale, layers=layers)
         return summarize_draws("bits", int(bits), [_evaluate(model, x, y, spec)])
     finally:
-        for name, b in before.items():
-            set_weight_bits(model, b, layers=[name])
+        for name, (b, rule) in before.items():
+            set_weight_bits(model, b, scale=rule, layers=[name])
 
 
 def evaluate_weight_noise(model: nn.Module, x: Tensor, y: Tensor, snr_db: float, spec: EvalSpec, *,
@@ -288,6 +290,7 @@ def run_sweep(
     jitter: Sequence[float] = DEFAULT_JITTER,
     draws: int = 5,
     seed: int = 0,
+    scale: str = "max",
     layers: list[str] | None = None,
     source: str | None = None,
     progress: bool = True,
@@ -304,6 +307,7 @@ def run_sweep(
     snr_db = [check_snr_db(s) for s in snr_db]
     jitter = [check_jitter(j) for j in jitter]
     check_draws(draws)
+    check_scale(scale)
     if layers is not None:
         select_layers(model, layers)  # unknown names fail before any work
     out_dir = Path(out_dir)
@@ -326,26 +330,27 @@ def run_sweep(
         doc["rows"] = old["rows"]
     done = {_row_key(r["kind"], r["value"]) for r in doc["rows"]}
 
-    todo: list[tuple[str, float | int | None]] = [("baseline", None)]
-    todo += [("bits", b) for b in bits] + [("snr", s) for s in snr_db] + [("jitter", j) for j in jitter]
-    todo = [t for t in dict.fromkeys(todo) if _row_key(*t) not in done]
-    n_evals = sum(draws if kind in ("snr", "jitter") else 1 for kind, _ in todo)
+    # one closure per row; the noise / jitter ones tick the progress bar (created below) once per draw
+    tasks: list[tuple[str, float | int | None, Callable[[], dict[str, Any]]]] = [
+        ("baseline", None, lambda: summarize_draws("baseline", None, [_evaluate(model, x, y, spec)]))]
+    tasks += [("bits", b, lambda b=b: evaluate_bits(model, x, y, b, spec, scale=scale, layers=layers))
+              for b in bits]
+    tasks += [("snr", v, lambda v=v: evaluate_weight_noise(model, x, y, v, spec, draws=draws, seed=seed,
+                                                           layers=layers, on_draw=bar.update))
+              for v in snr_db]
+    tasks += [("jitter", v, lambda v=v: evaluate_jitter(model, x, y, v, spec, draws=draws, seed=seed,
+                                                        on_draw=bar.update))
+              for v in jitter]
+    todo = {_row_key(kind, value): (kind, value, fn) for kind, value, fn in tasks}  # also drops repeats
+    todo = {k: t for k, t in todo.items() if k not in done}
+    n_evals = sum(draws if kind in ("snr", "jitter") else 1 for kind, _, _ in todo.values())
     bar = tqdm(total=n_evals, desc="robustness", disable=not progress, file=sys.stderr)
     try:
-        for kind, value in todo:
-            bar.set_postfix_str(f"{kind} {value}" if value is not None else kind)
-            if kind == "baseline":
-                row = summarize_draws("baseline", None, [_evaluate(model, x, y, spec)])
+        for kind, value, fn in todo.values():
+            bar.set_postfix_str(kind if value is None else f"{kind} {value:g}")
+            row = fn()
+            if kind in ("baseline", "bits"):
                 bar.update()
-            elif kind == "bits":
-                row = evaluate_bits(model, x, y, int(value), spec, layers=layers)  # type: ignore[arg-type]
-                bar.update()
-            elif kind == "snr":
-                row = evaluate_weight_noise(model, x, y, float(value), spec, draws=draws, seed=seed,  # type: ignore[arg-type]
-                                            layers=layers, on_draw=bar.update)
-            else:
-                row = evaluate_jitter(model, x, y, float(value), spec, draws=draws, seed=seed,  # type: ignore[arg-type]
-                                      on_draw=bar.update)
             doc["rows"] = _sorted_rows(doc["rows"] + [row])
             _write_json(path, doc)
     finally:
@@ -388,14 +393,14 @@ def plot_sweeps(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax.errorbar(xs, [100 * r["mean_accuracy"] for r in rows], yerr=[100 * r["std_accuracy"] for r in rows],
                     marker="o", capsize=3, label="perturbed" if kind != "bits" else "quantised")
         if base:
-            ax.axhline(100 * base[0]["mean_accuracy"], ls="--", color="k", lw=1, label="noiseless")
+            ax.axhline(100 * base[0]["mean_accuracy"], ls="--", color="k", lw=1, label="unperturbed (as loaded)")
         if kind == "bits":
             ax.set_xscale("log", base=2)
             ax.set_xticks(xs, [str(int(v)) for v in xs])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
         path = out_dir / f"accuracy_vs_{kind}.png"
         fig.savefig(path, dpi=120)
         written.append(path)
@@ -434,6 +439,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight-noise SNRs in dB ('' skips; default %(default)s)")
     p.add_argument("--jitter", default=",".join(f"{j:g}" for j in DEFAULT_JITTER),
                    help="relative input spike-time jitter levels, >= 0 ('' skips; default %(default)s)")
+    p.add_argument("--scale", default="max", choices=SCALES,
+                   help="clipping rule of the --bits quantiser: max (default) or mse (see tcsnn.quant)")
     p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", default=None,
@@ -455,8 +462,8 @@ def _sha256(path: Path) -> str:
 
 def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """A training checkpoint or a quantised export -> ``(model, run config, {model, model_kwargs})``."""
-    from tcsnn.checkpoint import load_checkpoint, load_model
-    from tcsnn.quant import load_quantized, load_quantized_model
+    from tcsnn.checkpoint import load_model
+    from tcsnn.quant import load_quantized_model
 
     path = Path(path)
     if not path.is_file():
@@ -467,12 +474,10 @@ def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any
         raise ValueError(f"{path} is not a readable tcsnn file (corrupt or truncated?): {exc}") from exc
     if isinstance(head, dict) and head.get("format") == QUANT_FORMAT:
         model, config = load_quantized_model(path)
-        export = load_quantized(path)
-        return model, config, {"model": export["model"], "model_kwargs": export["model_kwargs"]}
-    model, config = load_model(path)
-    ckpt = load_checkpoint(path)
-    model = model.to(getattr(torch, config.get("dtype", "float32")))
-    return model, config, {"model": ckpt["model"], "model_kwargs": ckpt["model_kwargs"]}
+    else:
+        model, config = load_model(path)  # validates the checkpoint format
+        model = model.to(getattr(torch, config.get("dtype", "float32")))
+    return model, config, {"model": head["model"], "model_kwargs": head["model_kwargs"]}
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -516,15 +521,16 @@ def run_cli(args: argparse.Namespace) -> int:
                     dtype=getattr(torch, cfg.get("dtype", "float32")))
     settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
                 "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
-                "draws": args.draws, "seed": args.seed, "layers": layers,
-                "weight_bits_as_loaded": get_weight_bits(model)}
+                "draws": args.draws, "seed": args.seed, "scale": args.scale, "layers": layers,
+                "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}
     out = Path(args.out)
     doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
-                    draws=args.draws, seed=args.seed, layers=layers, source=str(ckpt_path.resolve()),
+                    draws=args.draws, seed=args.seed, scale=args.scale, layers=layers,
+                    source=str(ckpt_path.resolve()),
                     progress=not args.no_progress)
     if args.save_quantized:
         for b in bits:
-            save_quantized(export_quantized(model, b, model_name=source["model"],
+            save_quantized(export_quantized(model, b, scale=args.scale, model_name=source["model"],
                                             model_kwargs=source["model_kwargs"], config=cfg),
                            out / f"quantized-{b}bit.pt")
     write_csv(doc, out / "robustness.csv")

@@ -357,9 +357,11 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
     Raises:
         ValueError: for an unsupported module or shapes that do not fit.
     """
+    import torch
     from torch import nn
 
     from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
+    from tcsnn.quant import effective_weights
 
     shape = tuple(int(s) for s in input_shape)
     if not shape or min(shape) < 1:
@@ -383,7 +385,7 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
         if isinstance(m, SpikingConv2d):
             if len(cur_shape) != 3 or cur_shape[0] != m.in_channels:
                 raise ValueError(f"{name} expects ({m.in_channels}, H, W) input, got {cur_shape}")
-            w = _to_numpy(m.weight)
+            w = _to_numpy(effective_weights(m)[0])  # the weights the forward uses (quantised in QAT)
             if (cur_shape[1] + 2 * m._pad - m.kernel_size) // m.stride + 1 < 1:
                 raise ValueError(f"{name}: input {cur_shape[1:]} is smaller than the kernel")
             s, d, wt, out_shape = _conv_edges(w, cur_shape, m.stride, m._pad)
@@ -391,7 +393,7 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
         elif isinstance(m, SpikingLinear):
             if len(cur_shape) != 1 or cur_shape[0] != m.in_features:
                 raise ValueError(f"{name} expects ({m.in_features},) input, got {cur_shape}; add nn.Flatten?")
-            w = _to_numpy(m.weight)  # (M, N)
+            w = _to_numpy(effective_weights(m)[0])  # (M, N), as the forward uses them
             n_out = w.shape[0]
             s = np.repeat(np.arange(m.in_features), n_out)
             d = np.tile(np.arange(n_out), m.in_features)
@@ -409,14 +411,17 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
                 f"{name} is not supported by the event simulation "
                 "(supported: SpikingConv2d, SpikingLinear, SpikingMaxPool2d, nn.Flatten)"
             )
+        bias_eff = effective_weights(m)[1] if kind == NEURON else None
+        if not np.isfinite(wt).all() or (bias_eff is not None and not torch.isfinite(bias_eff).all()):
+            raise ValueError(f"{name}: weights or bias contain NaN or inf")
         pop = Population(name, kind, next_id, out_shape)
         src_all.append(s + cur_start)
         dst_all.append(d + pop.start)
         w_all.append(wt)
-        if kind == NEURON and m.bias is not None:
+        if bias_eff is not None:
             src_all.append(np.full(pop.size, bias_node))
             dst_all.append(np.arange(pop.start, pop.stop))
-            b = _to_numpy(m.bias)  # (channels,): one value per output channel
+            b = _to_numpy(bias_eff)  # (channels,): one value per output channel
             w_all.append(np.repeat(b, pop.size // b.size))
         pops.append(pop)
         next_id = pop.stop
@@ -657,7 +662,9 @@ def simulate_images(
     if (zb <= 0).any():
         raise ValueError("z contains values <= 0; spike values are z = exp(t) > 0, or NO_SPIKE (+inf)")
     stop_code = _STOP_CODES["decision" if early_stop else "outputs"]
-    n_threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    n_threads = threads if threads is not None else (os.cpu_count() or 1)
     if backend == "numba":
         _numba_event_loop()  # compile once, before the threads start
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tcsnn.functional.encode import encode_direct, encode_inverted
 from tcsnn.functional import spike as _sp
+from tcsnn.functional.encode import encode_direct, encode_inverted
 from tcsnn.quant import fake_quantize
 
 
@@ -43,8 +43,10 @@ class SpikingLinear(nn.Module):
         self.in_features, self.out_features, self.backend = in_features, out_features, backend
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype)) if bias else None
-        #: forward on weights quantised to this many bits (None = full precision); see tcsnn.quant
+        #: forward on weights quantised to weight_bits bits (None = full precision) with the clipping rule
+        #: weight_scale ("max" or "mse"); plain attributes, not in the state_dict.  See tcsnn.quant.
         self.weight_bits: int | None = None
+        self.weight_scale: str = "max"
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -52,11 +54,11 @@ class SpikingLinear(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits)
+        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale)
         return _sp.spike_linear(z, weight, bias, backend=self.backend)
 
     def extra_repr(self) -> str:
-        bits = "" if self.weight_bits is None else f", weight_bits={self.weight_bits}"
+        bits = "" if self.weight_bits is None else f", weight_bits={self.weight_bits} ({self.weight_scale})"
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{bits}"
 
 
@@ -78,8 +80,10 @@ class SpikingConv2d(nn.Module):
         self._pad = _sp.resolve_padding(padding, kernel_size, stride)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_channels, dtype=dtype)) if bias else None
-        #: forward on weights quantised to this many bits (None = full precision); see tcsnn.quant
+        #: forward on weights quantised to weight_bits bits (None = full precision) with the clipping rule
+        #: weight_scale ("max" or "mse"); plain attributes, not in the state_dict.  See tcsnn.quant.
         self.weight_bits: int | None = None
+        self.weight_scale: str = "max"
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -87,13 +91,13 @@ class SpikingConv2d(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits)
+        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale)
         return _sp.spike_conv2d(z, weight, bias, self.stride, self._pad, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, bias={self.bias is not None}"
-                + ("" if self.weight_bits is None else f", weight_bits={self.weight_bits}"))
+                + ("" if self.weight_bits is None else f", weight_bits={self.weight_bits} ({self.weight_scale})"))
 
 
 class SpikingMaxPool2d(nn.Module):

@@ -1,0 +1,249 @@
+"""tcsnn.quant: the b-bit grid, the straight-through estimator, 32-bit passthrough, export round trip, QAT."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcsnn.checkpoint import FORMAT, VERSION, load_model, save_atomic
+from tcsnn.engine import TrainConfig, train
+from tcsnn.models import create_model
+from tcsnn.nn import SpikingConv2d, SpikingLinear
+from tcsnn.quant import (
+    MAX_BITS,
+    SCALES,
+    apply_quantized,
+    bits_at_epoch,
+    dequantize,
+    effective_weight_layers,
+    export_quantized,
+    fake_quantize,
+    get_weight_bits,
+    load_quantized,
+    load_quantized_model,
+    num_levels,
+    quantize,
+    save_quantized,
+    select_layers,
+    set_weight_bits,
+)
+from tcsnn.recipes import get_recipe
+
+TINY = {"image_size": 8, "channels": 4}
+
+
+def tiny_model() -> torch.nn.Module:
+    return create_model("scnn_tiny", **TINY).eval()
+
+
+def tiny_input(n: int = 16) -> torch.Tensor:
+    return torch.exp(torch.rand(n, 1, 8, 8))  # (B, 1, 8, 8) spike values, t in [0, 1)
+
+
+# ------------------------------------------------------------------------------------------------- grid
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_values_land_on_a_symmetric_b_bit_grid(bits, scale):
+    w, b = torch.randn(6, 3, 3, 3), torch.randn(6)
+    q = quantize(w, b, bits, scale=scale)
+    levels = num_levels(bits)
+    assert levels == 2 ** (bits - 1) - 1
+    rows = torch.cat([q.codes.reshape(6, -1), q.bias_codes[:, None]], dim=1).long()  # (out, fan_in + 1)
+    assert rows.abs().max() <= levels and not q.codes.dtype.is_floating_point
+    w_hat, b_hat = dequantize(q, torch.float64)
+    for j in range(6):
+        values = torch.cat([w_hat[j].flatten(), b_hat[j : j + 1]])
+        assert values.unique().numel() <= 2**bits - 1
+        # every value is an integer multiple of the row's step, inside [-L s, L s]
+        k = values / q.scale[j]
+        assert torch.allclose(k, k.round(), atol=1e-9) and k.abs().max() <= levels + 1e-9
+    if scale == "max":  # nothing clipped: each row's largest |w| is a grid point
+        w_max = torch.cat([w.reshape(6, -1), b[:, None]], 1).abs().amax(1).double()
+        assert torch.allclose(q.scale * levels, w_max)
+    else:
+        assert (rows.abs().amax(1) == levels).all()  # the clipping value is reached
+
+
+@given(st.integers(2, 12), st.integers(0, 2**31 - 1), st.sampled_from(SCALES))
+@settings(max_examples=30, deadline=None)
+def test_grid_is_odd_symmetric_and_idempotent(bits, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    w, b = torch.randn(4, 7, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    q, q_neg = quantize(w, b, bits, scale=scale), quantize(-w, -b, bits, scale=scale)
+    assert torch.equal(q_neg.codes, -q.codes) and torch.equal(q_neg.bias_codes, -q.bias_codes)
+    w_hat, b_hat = dequantize(q, torch.float64)
+    again = dequantize(quantize(w_hat, b_hat, bits, scale="max"), torch.float64)
+    assert torch.allclose(again[0], w_hat, rtol=0, atol=1e-12) and torch.allclose(again[1], b_hat, atol=1e-12)
+
+
+def test_ternary_and_zero_rows():
+    w = torch.tensor([[0.2, -1.0, 0.6, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    w_hat, b_hat = fake_quantize(w, torch.tensor([0.1, 0.0]), 2)
+    assert torch.equal(w_hat, torch.tensor([[0.0, -1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    assert torch.equal(b_hat, torch.zeros(2))
+
+
+def test_bias_shares_its_rows_scale():
+    w, b = torch.tensor([[0.1, 0.2]]), torch.tensor([3.0])  # the bias is the row's largest weight
+    q = quantize(w, b, 4)
+    assert q.scale.item() == pytest.approx(3.0 / 7) and q.bias_codes.item() == 7
+
+
+@pytest.mark.parametrize("bits", [1, 0, MAX_BITS + 1, 2.5, True, "8"])
+def test_bad_bits(bits):
+    with pytest.raises(ValueError, match="weight bits"):
+        quantize(torch.randn(2, 2), None, bits)
+    with pytest.raises(ValueError, match="weight bits"):
+        set_weight_bits(tiny_model(), bits)
+
+
+def test_bad_weights_scale_and_layer_names():
+    with pytest.raises(ValueError, match="NaN or inf"):
+        quantize(torch.tensor([[float("nan"), 1.0]]), None, 4)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        quantize(torch.randn(3, 2), torch.randn(2), 4)
+    with pytest.raises(ValueError, match="scale rule"):
+        quantize(torch.randn(3, 2), None, 4, scale="minmax")
+    with pytest.raises(ValueError, match="unknown layer name"):
+        set_weight_bits(tiny_model(), 4, layers=["7"])
+
+
+# --------------------------------------------------------------------------------------------- layers
+
+
+def test_32_bits_changes_nothing_measurable():
+    model = tiny_model()
+    z = tiny_input(64)
+    full = model(z)
+    set_weight_bits(model, 32)
+    for (_, m), (w, b) in zip(select_layers(model, None), effective_weight_layers(model), strict=True):
+        w_max = max(m.weight.abs().max(), m.bias.abs().max())
+        # at most half a step (w_max / (2^31 - 1)) plus float32 rounding of the weight itself
+        assert (w - m.weight).abs().max() <= w_max * 2.0**-31 + m.weight.abs().max() * 2.0**-24
+        assert (b - m.bias).abs().max() <= w_max * 2.0**-31 + m.bias.abs().max() * 2.0**-24
+    quant = model(z)
+    assert torch.equal(torch.isfinite(full), torch.isfinite(quant))
+    fin = torch.isfinite(full)
+    assert torch.allclose(quant[fin], full[fin], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("layer", [SpikingLinear(12, 5), SpikingConv2d(2, 3, 3, padding=1)], ids=["linear", "conv"])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_ste_gradient_equals_the_full_precision_gradient_at_the_quantised_weights(layer, bits):
+    z = torch.exp(torch.rand(8, 12) if isinstance(layer, SpikingLinear) else torch.rand(8, 2, 5, 5))
+    quantised = copy.deepcopy(layer)
+    set_weight_bits(torch.nn.Sequential(quantised), bits)
+    plain = copy.deepcopy(layer)  # full precision, its weights set to the quantised values
+    with torch.no_grad():
+        w_hat, b_hat = fake_quantize(layer.weight, layer.bias, bits)
+        plain.weight.copy_(w_hat)
+        plain.bias.copy_(b_hat)
+
+    def loss(out: torch.Tensor) -> torch.Tensor:
+        t = torch.log(out[torch.isfinite(out)])
+        return (t * torch.linspace(-1, 1, t.numel())).sum()
+
+    out_q, out_p = quantised(z), plain(z)
+    assert torch.equal(out_q, out_p)
+    assert torch.isfinite(out_q).any()
+    loss(out_q).backward()
+    loss(out_p).backward()
+    assert quantised.weight.grad.abs().sum() > 0
+    assert torch.equal(quantised.weight.grad, plain.weight.grad)
+    assert torch.equal(quantised.bias.grad, plain.bias.grad)
+    # the optimiser updates the full-precision weights, which were not rounded
+    assert torch.equal(quantised.weight, layer.weight)
+
+
+def test_state_dict_keys_stay_plain_and_load_into_a_fresh_model():
+    model = tiny_model()
+    before = sorted(model.state_dict())
+    set_weight_bits(model, 4, scale="mse")
+    assert sorted(model.state_dict()) == before == ["0.bias", "0.weight", "3.bias", "3.weight"]
+    fresh = tiny_model()
+    fresh.load_state_dict(model.state_dict())
+    assert get_weight_bits(fresh) == {"0": (None, "max"), "3": (None, "max")}
+    assert get_weight_bits(model) == {"0": (4, "mse"), "3": (4, "mse")}
+    set_weight_bits(model, None, layers=["3"])
+    assert get_weight_bits(model)["3"] == (None, "mse") and "weight_bits=4 (mse)" in repr(model)
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("bits", [2, 4, 8, 16, 32])
+def test_export_round_trip_reproduces_the_quantised_forward(tmp_path, bits, scale):
+    model = tiny_model()
+    z = tiny_input()
+    set_weight_bits(model, bits, scale=scale)
+    expected = model(z)
+    export = export_quantized(model, bits, scale=scale, model_name="scnn_tiny", model_kwargs=TINY,
+                              config={"dataset": "digits"})
+    expected_dtype = torch.int8 if bits <= 8 else torch.int16 if bits <= 16 else torch.int32
+    assert export["layers"]["0"]["codes"].dtype == expected_dtype
+    save_quantized(export, tmp_path / "q.pt")
+    loaded, config = load_quantized_model(tmp_path / "q.pt")
+    assert config == {"dataset": "digits"} and not loaded.training
+    assert get_weight_bits(loaded) == {"0": (None, "max"), "3": (None, "max")}
+    assert torch.equal(loaded(z), expected)
+    again = tiny_model()
+    apply_quantized(again, load_quantized(tmp_path / "q.pt"))
+    assert torch.equal(again(z), expected)
+
+
+def test_bad_exports_are_refused(tmp_path):
+    export = export_quantized(tiny_model(), 4)
+    save_quantized(export, tmp_path / "anon.pt")
+    with pytest.raises(ValueError, match="does not name its model"):
+        load_quantized_model(tmp_path / "anon.pt")
+    bad = copy.deepcopy(export)
+    bad["layers"]["0"]["codes"][0, 0, 0, 0] = 100
+    with pytest.raises(ValueError, match="outside the 4-bit range"):
+        save_quantized(bad, tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_quantized(tmp_path / "junk.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a tcsnn quantised model"):
+        load_quantized(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        load_quantized(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="export holds layers"):
+        apply_quantized(torch.nn.Sequential(SpikingLinear(3, 2)), export)
+
+
+# ------------------------------------------------------------------------------------ schedule and QAT
+
+
+def test_schedule_matches_the_engine():
+    for bits, step in [([16, 8, 4], 2), ([8], 1), ([8, 4, 2], 3)]:
+        cfg = TrainConfig(quant_bits=bits, quant_epochs_per_step=step)
+        assert [bits_at_epoch(bits, step, e) for e in range(10)] == [cfg.bits_at(e) for e in range(10)]
+    assert bits_at_epoch(None, 1, 5) is None
+
+
+def test_load_model_reapplies_the_last_trained_bit_width(tmp_path):
+    model = tiny_model()
+    cfg = {"dataset": "digits", "encoding": "inverted", "alpha": 1.0, "quant_bits": [16, 8, 4],
+           "quant_epochs_per_step": 2, "quant_scale": "mse"}
+    for epoch, bits in [(0, 16), (3, 8), (9, 4)]:
+        save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny", "model_kwargs": TINY,
+                     "state_dict": model.state_dict(), "config": cfg, "epoch": epoch}, tmp_path / "c.pt")
+        loaded, _ = load_model(tmp_path / "c.pt")
+        assert set(get_weight_bits(loaded).values()) == {(bits, "mse")}
+
+
+def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
+    """A digits run with the schedule 8 -> 4 bits: the engine applies it, load_model restores the last width."""
+    cfg = get_recipe("digits", epochs=4, quant_bits=[8, 4], quant_epochs_per_step=2)
+    last = train(cfg, tmp_path / "qat", progress=False)  # about 2 s (full precision reaches 91 % here)
+    assert last["bits"] == 4 and last["test_accuracy"] > 0.8
+    model, _ = load_model(tmp_path / "qat" / "checkpoint.pt")
+    assert set(get_weight_bits(model).values()) == {(4, "max")}
+    # the checkpoint keeps full-precision weights; the 4-bit forward is what the run evaluated
+    assert torch.unique(model[3].weight.detach()).numel() > 2**4
