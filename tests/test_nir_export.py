@@ -48,7 +48,7 @@ def roundtrip(model: nn.Module, tmp_path: Path, **kwargs) -> nir.NIRGraph:
 
 def test_fc_roundtrip_structure_and_parameters(tmp_path):
     model = fc_model()
-    g = roundtrip(model, tmp_path, input_shape=(12,))
+    g = roundtrip(model, tmp_path, input_shape=(12,), bias="current")
     layer_nodes = [f"{i}.{k}" for i in "01" for k in ("affine", "synapse", "neuron")]
     assert set(g.nodes) == {"input", *layer_nodes, "output"}
     chain = ["input", *layer_nodes, "output"]
@@ -71,7 +71,7 @@ def test_fc_roundtrip_structure_and_parameters(tmp_path):
 
 
 def test_graph_metadata_records_model_and_encoding(tmp_path):
-    g = roundtrip(fc_model(), tmp_path, input_shape=(12,))
+    g = roundtrip(fc_model(), tmp_path, input_shape=(12,), bias="current")
     meta = g.metadata
     assert meta["encoding"]["kind"] == "inverted" and meta["encoding"]["alpha"] == 1.0
     assert "z = exp(t)" in meta["encoding"]["values"] and "alpha * (1 - p)" in meta["encoding"]["spike_time"]
@@ -91,7 +91,7 @@ def test_no_bias_layers_export_as_linear(tmp_path):
 
 def test_conv_flatten_roundtrip(tmp_path):
     model = conv_model()
-    g = roundtrip(model, tmp_path, input_shape=(2, 7, 7))
+    g = roundtrip(model, tmp_path, input_shape=(2, 7, 7), bias="current")
     assert g.edges[:7] == [
         ("input", "0.conv"), ("0.conv", "0.synapse"), ("0.synapse", "0.neuron"),
         ("0.neuron", "1.conv"), ("1.conv", "1.synapse"), ("1.synapse", "1.neuron"), ("1.neuron", "2.flatten"),

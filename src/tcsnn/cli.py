@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         print(f"tcsnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, TypeError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, TypeError) as exc:
         # Library errors are written for users; show the message, not a traceback.
         print(f"tcsnn {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -195,12 +195,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         raise ValueError(
             f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
-    x_tr, y_tr, x_te, y_te = _load_data(cfg)
+    x_tr, y_tr, x_te, y_te = _load_data(cfg)  # before creating the run folder: bad data leaves nothing behind
     model = build_model(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch = 0
     last: dict[str, Any] = {}

@@ -22,10 +22,10 @@ again.  This holds exactly in NIR's continuous-time semantics when every input s
 for all t, which charges the membrane by :math:`b_j (t - \tau_{syn} + \tau_{syn} e^{-t/\tau_{syn}})`
 instead of :math:`b_j \tau_{syn} (1 - e^{-t/\tau_{syn}})`: not the same model.  ``bias=`` chooses the mapping:
 
-``"current"`` (default)
-    the bias goes into the ``Affine``/``Conv2d`` bias.  One input, portable, **approximate**: spike times
+``"current"``
+    the bias goes into the ``Affine``/``Conv2d`` bias (the issue's literal mapping).  One input, portable, **approximate**: spike times
     of neurons with a non-zero bias differ from tcsnn's (see ``docs/nir.md`` for measured differences).
-``"spike"``
+``"spike"`` (default)
     exact: the weight node has no bias; each biased layer gets its own ``Input`` node ``"<i>.t0"`` and a
     ``Linear``/1x1 ``Conv2d`` node ``"<i>.bias"`` holding the bias into that layer's ``LI``.  Every
     ``"*.t0"`` input must receive exactly one spike at t = 0 on every element.
@@ -187,7 +187,7 @@ def export_nir(
     *,
     input_shape: Sequence[int],
     encoding: dict[str, Any] | None = None,
-    bias: BiasMapping = "current",
+    bias: BiasMapping = "spike",
 ) -> nir.NIRGraph:
     """Build the NIR graph of a ``nn.Sequential`` of tcsnn layers (see the module docstring for the mapping).
 
@@ -335,7 +335,7 @@ def write_nir(
     *,
     input_shape: Sequence[int],
     encoding: dict[str, Any] | None = None,
-    bias: BiasMapping = "current",
+    bias: BiasMapping = "spike",
 ) -> nir.NIRGraph:
     """:func:`export_nir`, then write the graph to ``path`` (HDF5, via a temp file and ``os.replace``)."""
     nir = _import_nir()
@@ -385,9 +385,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                    help="one sample's shape without the batch axis, e.g. 1 28 28 "
                         "(default: from the checkpoint)")
-    p.add_argument("--bias", choices=BIAS_MAPPINGS, default="current",
+    p.add_argument("--bias", choices=BIAS_MAPPINGS, default="spike",
                    help="'current': NIR Affine bias, a constant current (approximate); 'spike': exact, extra "
-                        "'<layer>.t0' inputs that spike once at t = 0 (default: current)")
+                        "'<layer>.t0' inputs that spike once at t = 0 (default: spike)")
 
 
 def run_cli(args: argparse.Namespace) -> int:

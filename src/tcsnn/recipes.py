@@ -57,3 +57,9 @@ def mnist(**overrides: Any) -> TrainConfig:
 def fashion_mnist(**overrides: Any) -> TrainConfig:
     """The MNIST recipe, unchanged, on Fashion-MNIST (Debian's dataset-fashion-mnist by default)."""
     return mnist(**{"recipe": "fashion-mnist", "dataset": "fashion-mnist", **overrides})
+
+
+@register_recipe
+def mnist_fc(**overrides: Any) -> TrainConfig:
+    """The MNIST training rules on a pool-free 784-800-10 net (exportable to NIR)."""
+    return mnist(**{"recipe": "mnist-fc", "model": "sfc", "model_kwargs": {"hidden": [800]}, **overrides})
