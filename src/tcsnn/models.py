@@ -61,7 +61,9 @@ def scnn_tiny(*, in_channels: int = 1, num_classes: int = 10, image_size: int = 
 
 
 @register_model
-def sfc(*, in_features: int = 784, hidden: tuple[int, ...] | list[int] = (800,), num_classes: int = 10) -> nn.Sequential:
+def sfc(
+    *, in_features: int = 784, hidden: tuple[int, ...] | list[int] = (800,), num_classes: int = 10
+) -> nn.Sequential:
     """Fully-connected spiking net, Flatten -> FC(hidden...) -> FC(num_classes) (784-800-10 by default).
 
     It has no max-pooling, so it exports to NIR exactly (``tcsnn export-nir``).
