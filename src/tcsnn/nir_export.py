@@ -24,7 +24,8 @@ instead of :math:`b_j \tau_{syn} (1 - e^{-t/\tau_{syn}})`: not the same model.  
 
 ``"current"``
     the bias goes into the ``Affine``/``Conv2d`` bias (the issue's literal mapping).  One input, portable,
-    **approximate**: spike times of neurons with a non-zero bias differ from tcsnn's (see ``docs/nir.md`` for measured differences).
+    **approximate**: spike times of neurons with a non-zero bias differ from tcsnn's (see ``docs/nir.md``
+    for measured differences).
 ``"spike"`` (default)
     exact: the weight node has no bias; each biased layer gets its own ``Input`` node ``"<i>.t0"`` and a
     ``Linear``/1x1 ``Conv2d`` node ``"<i>.bias"`` holding the bias into that layer's ``LI``.  Every
