@@ -34,15 +34,20 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and validate a checkpoint file; raises ValueError for corrupt or foreign files."""
+def read_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` (CPU, weights only) with errors that name the file: FileNotFoundError, ValueError."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise ValueError(f"{path} is not a readable tcsnn checkpoint (corrupt or truncated?): {exc}") from exc
+        raise ValueError(f"{path} is not a readable tcsnn {what} (corrupt or truncated?): {exc}") from exc
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint file; raises ValueError for corrupt or foreign files."""
+    ckpt = read_torch_file(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a tcsnn checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("version") != VERSION:

@@ -283,13 +283,9 @@ def save_quantized(export: dict[str, Any], path: str | Path) -> None:
 
 def load_quantized(path: str | Path) -> dict[str, Any]:
     """Read and validate a file written by :func:`save_quantized`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"quantised model not found: {path}")
-    try:
-        export = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise ValueError(f"{path} is not a readable tcsnn file (corrupt or truncated?): {exc}") from exc
+    from tcsnn.checkpoint import read_torch_file
+
+    export = read_torch_file(path, "quantised model")
     _check_export(export, str(path))
     return export
 

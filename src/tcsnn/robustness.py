@@ -462,21 +462,14 @@ def _sha256(path: Path) -> str:
 
 def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """A training checkpoint or a quantised export -> ``(model, run config, {model, model_kwargs})``."""
-    from tcsnn.checkpoint import load_model
+    from tcsnn.checkpoint import load_model, read_torch_file
     from tcsnn.quant import load_quantized_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        head = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged zip/pickle
-        raise ValueError(f"{path} is not a readable tcsnn file (corrupt or truncated?): {exc}") from exc
+    head = read_torch_file(path)
     if isinstance(head, dict) and head.get("format") == QUANT_FORMAT:
         model, config = load_quantized_model(path)
     else:
         model, config = load_model(path)  # validates the checkpoint format
-        model = model.to(getattr(torch, config.get("dtype", "float32")))
     return model, config, {"model": head["model"], "model_kwargs": head["model_kwargs"]}
 
 

@@ -3,9 +3,10 @@
 from tcsnn.nn.layers import (
     DirectEncoder,
     InvertedEncoder,
+    SpikeEncoder,
     SpikingConv2d,
     SpikingLinear,
     SpikingMaxPool2d,
 )
 
-__all__ = ["DirectEncoder", "InvertedEncoder", "SpikingConv2d", "SpikingLinear", "SpikingMaxPool2d"]
+__all__ = ["DirectEncoder", "InvertedEncoder", "SpikingConv2d", "SpikingLinear", "SpikingMaxPool2d", "SpikeEncoder"]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn.functional import spike as _sp
-from tcsnn.functional.encode import encode_direct, encode_inverted
+from tcsnn.functional.encode import encode
 from tcsnn.quant import fake_quantize
 
 
@@ -116,29 +116,32 @@ class SpikingMaxPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
-class InvertedEncoder(nn.Module):
-    """Pixels p in [0, 1] -> z = exp(alpha (1 - p)) (the paper's MNIST encoding)."""
+class SpikeEncoder(nn.Module):
+    """Pixels p in [0, 1] -> input spike values z by a named encoding (see :mod:`tcsnn.functional.encode`)."""
 
-    def __init__(self, alpha: float) -> None:
+    kind: str = "inverted"
+
+    def __init__(self, alpha: float, kind: str | None = None) -> None:
         super().__init__()
         self.alpha = alpha
+        if kind is not None:
+            self.kind = kind
+        encode(torch.zeros(1), self.kind, alpha)  # validates kind and alpha now, not at the first batch
 
     def forward(self, p: Tensor) -> Tensor:
-        return encode_inverted(p, self.alpha)
+        return encode(p, self.kind, self.alpha)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return f"kind={self.kind!r}, alpha={self.alpha}"
 
 
-class DirectEncoder(nn.Module):
-    """Pixels p in [0, 1] -> z = exp(alpha p) (the paper's CIFAR encoding)."""
+class InvertedEncoder(SpikeEncoder):
+    """z = exp(alpha (1 - p)): bright pixels spike first (the paper's MNIST encoding)."""
 
-    def __init__(self, alpha: float) -> None:
-        super().__init__()
-        self.alpha = alpha
+    kind = "inverted"
 
-    def forward(self, p: Tensor) -> Tensor:
-        return encode_direct(p, self.alpha)
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+class DirectEncoder(SpikeEncoder):
+    """z = exp(alpha p): dark pixels spike first (the paper's CIFAR encoding)."""
+
+    kind = "direct"
