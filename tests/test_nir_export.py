@@ -287,9 +287,14 @@ def _fc_builder(*, in_features: int = 12, num_classes: int = 4) -> nn.Sequential
 
 
 def _checkpoint(path: Path, name: str, model: nn.Module) -> Path:
+    """A checkpoint as `tcsnn train` writes it (the config is a flat TrainConfig)."""
+    import dataclasses
+
+    from tcsnn.engine import TrainConfig
+
+    config = dataclasses.asdict(TrainConfig(model=name, encoding="direct", alpha=2.0, dataset="digits"))
     save_atomic({"format": "tcsnn-checkpoint", "version": 1, "model": name, "model_kwargs": {},
-                 "state_dict": model.state_dict(), "config": {"encoding": {"kind": "direct", "alpha": 2.0},
-                 "dataset": "digits"}, "epoch": 0}, path)
+                 "state_dict": model.state_dict(), "config": config, "epoch": 0}, path)
     return path
 
 

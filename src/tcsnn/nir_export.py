@@ -405,7 +405,8 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         ckpt = load_checkpoint(args.checkpoint)
         shape = infer_input_shape(model, ckpt["model"], ckpt["model_kwargs"])
-    graph = write_nir(model, args.out, input_shape=shape, encoding=config.get("encoding"), bias=args.bias)
+    encoding = {"kind": config["encoding"], "alpha": config["alpha"]}  # a run config holds them flat
+    graph = write_nir(model, args.out, input_shape=shape, encoding=encoding, bias=args.bias)
     print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, input shape {shape}, "
           f"bias mapping {args.bias!r}")
     if args.bias == "current" and any(getattr(m, "bias", None) is not None for _, m in _layers(model)):
