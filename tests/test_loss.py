@@ -61,3 +61,17 @@ def test_weight_sum_penalty_counts_rows_below_beta_with_bias():
     assert weight_sum_penalty([(w, b)], beta=1.0).item() == pytest.approx(0.4)
     assert weight_sum_penalty([(w, None)], beta=1.0).item() == pytest.approx(0.5)
     assert l2_penalty([w]).item() == pytest.approx(0.04 + 0.09 + 2.0)
+
+
+def test_the_default_loss_is_the_one_that_trains(tmp_path):
+    """5 epochs of the digits demo with each loss: only "ce" trains well; "paper" silences output neurons."""
+    from tcsnn.engine import train
+    from tcsnn.recipes import get_recipe
+
+    last = {kind: train(get_recipe("digits", epochs=5, loss=kind), tmp_path / kind, progress=False) for kind in LOSSES}
+    acc = {kind: m["test_accuracy"] for kind, m in last.items()}
+    assert acc["ce"] > 0.85, acc
+    assert acc["paper"] < acc["ce"] - 0.1 and acc["paper_all"] < acc["ce"] - 0.1, acc
+    output_layer = list(last["ce"]["spike_share_per_layer"])[-1]
+    assert last["ce"]["spike_share_per_layer"][output_layer] == 1.0
+    assert last["paper"]["spike_share_per_layer"][output_layer] < 0.9  # wrong outputs are pushed to silence
