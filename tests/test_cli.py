@@ -12,7 +12,7 @@ from tcsnn.cli import build_parser, main
 def test_every_command_is_registered():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"train", "eval", "robustness", "simulate", "circuit", "export-nir"}
+    assert set(sub.choices) == {"train", "eval", "report", "robustness", "simulate", "circuit", "export-nir"}
 
 
 def test_python_dash_m_works():
@@ -65,3 +65,11 @@ def test_train_then_eval_digits(tmp_path, capsys):
     # resuming a finished run with more epochs continues it
     assert main(["train", "--epochs", "2", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert main(["report", str(run)]) == 0
+    table = capsys.readouterr().out
+    assert table.count("\n| ") == 3 and (run / "curves.png").stat().st_size > 1000  # header + 2 epochs
+
+
+def test_report_of_a_folder_without_metrics(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tcsnn.engine", "train a registered recipe (default: the offline 8x8-digits demo)"),
     "eval": ("tcsnn.evaluate", "evaluate a checkpoint: accuracy, sparsity, energy, decision time"),
+    "report": ("tcsnn.report", "per-epoch table and training curves (PNG) of a run folder"),
     "robustness": ("tcsnn.robustness", "sweep weight bits, weight-noise SNR and input jitter for a checkpoint"),
     "simulate": ("tcsnn.sim", "run a checkpoint as an exact event-driven simulation"),
     "circuit": ("tcsnn.circuit", "phase-domain (VCO/PLL) neuron circuit: tracking and Table 3 jitter study"),
