@@ -157,10 +157,25 @@ def test_padding_only_window_is_silent():
         assert out.shape == (1, 1, 1, 1) and out.item() == pytest.approx(3.0 * 2.0 / 2.0)
 
 
-def test_max_pool_is_earliest_spike():
+@pytest.mark.parametrize("backend", ("reference", *FAST))
+def test_max_pool_is_earliest_spike(backend):
     z = torch.tensor([[[[3.0, INF], [2.0, 5.0]]]])
-    assert spike_max_pool2d(z, 2).item() == 2.0
-    assert math.isinf(spike_max_pool2d(torch.full((1, 1, 2, 2), INF), 2).item())
+    assert spike_max_pool2d(z, 2, backend=backend).item() == 2.0
+    assert math.isinf(spike_max_pool2d(torch.full((1, 1, 2, 2), INF), 2, backend=backend).item())
+
+
+@pytest.mark.parametrize("kernel_size,stride", [(2, 2), (3, 2), (2, 1)])
+def test_numba_pool_matches_reference_forward_and_backward(kernel_size, stride):
+    z = rand_inputs(3, 4, 9, 9)
+    grads = {}
+    for backend in ("reference", "numba"):
+        zz = z.clone().requires_grad_()
+        out = spike_max_pool2d(zz, kernel_size, stride, backend=backend)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        (finite(out) * g).sum().backward()
+        grads[backend] = (out.detach(), zz.grad)
+    assert torch.equal(grads["numba"][0], grads["reference"][0])
+    torch.testing.assert_close(grads["numba"][1], grads["reference"][1], rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------- gradients
