@@ -14,10 +14,10 @@ clipping value (``scale=``, :data:`SCALES`):
 ``"max"`` (default)
     ``c_j = max_i |w_ji|``: nothing is clipped and the largest weight of each neuron is exact.
 ``"mse"``
-    ``c_j = r max_i |w_ji|`` with ``r`` in ``{1/64, 2/64, ..., 1}`` minimising ``sum_i (w_ji - \hat w_ji)^2``
-    (ties: the smallest ``r``).  At 2-3 bits this keeps many more weights away from zero.  It is the better
-    choice for quantisation-aware training at 2 bits (digits: 96 % against 84 % for ``"max"``), while
-    ``"max"`` is the better one for post-training quantisation at 3 bits (see docs/robustness.md).
+    the step that (locally) minimises ``sum_i (w_ji - \hat w_ji)^2``, by alternating minimisation (Lloyd)
+    started from the ``"max"`` step; never worse than ``"max"`` in squared error.  At 2-3 bits this keeps
+    many more weights away from zero and is the better choice for quantisation-aware training at 2 bits
+    (see docs/robustness.md).
 
 *Why per neuron:* a neuron fires when ``sum_i w_ji = 1`` is crossed (eq. 1), and ``s_j k_ji`` crossing 1
 is integer weights ``k_ji`` crossing the threshold ``1 / s_j``.  On hardware the per-neuron scale is a
@@ -59,8 +59,8 @@ MIN_BITS = 2
 MAX_BITS = 32
 #: Rules for the per-neuron clipping value (see the module docstring).
 SCALES: tuple[str, ...] = ("max", "mse")
-#: The "mse" rule tries clipping values r * max|w| for r = 1/MSE_STEPS, 2/MSE_STEPS, ..., 1.
-MSE_STEPS = 64
+#: Rounds of alternating minimisation for the "mse" rule (it usually settles in fewer).
+MSE_ITERS = 20
 
 QUANT_FORMAT = "tcsnn-quantized"
 QUANT_VERSION = 1
@@ -110,17 +110,21 @@ def _codes(w: Tensor, step: Tensor, levels: int) -> Tensor:
 
 
 def _mse_step(w: Tensor, levels: int) -> Tensor:
-    """Per-row step ``r max|w| / L`` with the ``r`` of least squared error (rows (out, n), float64)."""
-    w_max = w.abs().amax(dim=1)  # (out,)
-    best_err = torch.full_like(w_max, torch.inf)
-    best_step = w_max / levels
-    for k in range(1, MSE_STEPS + 1):
-        step = w_max * (k / MSE_STEPS) / levels
-        err = (w - _codes(w, step, levels) * step[:, None]).square().sum(dim=1)
-        better = err < best_err  # strict: ties keep the smaller r
-        best_err = torch.where(better, err, best_err)
-        best_step = torch.where(better, step, best_step)
-    return best_step
+    """Per-row step that (locally) minimises the squared error, rows ``w`` (out, n) float64 -> (out,).
+
+    Alternating minimisation (Lloyd) from the ``max`` step: codes ``k = clamp(round(w / s), -L, L)`` are the
+    best codes for ``s``, and ``s = <k, w> / <k, k>`` the best step for ``k``; neither update can raise the
+    error, so the result is never worse than ``max``.  ``MSE_ITERS`` rounds of O(n) work each.
+    """
+    step = w.abs().amax(dim=1) / levels  # (out,)
+    for _ in range(MSE_ITERS):
+        k = _codes(w, step, levels)  # (out, n)
+        kk = (k * k).sum(dim=1)
+        new = torch.where(kk > 0, (k * w).sum(dim=1) / torch.where(kk > 0, kk, torch.ones_like(kk)), step)
+        if torch.equal(new, step):
+            break
+        step = new
+    return step
 
 
 def quantize(weight: Tensor, bias: Tensor | None, bits: int, *, scale: str = "max") -> QuantizedWeights:
