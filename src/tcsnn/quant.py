@@ -192,8 +192,7 @@ def effective_weights(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
     Tools that read weights outside ``forward`` (event simulation, NIR export, penalties) should call this
     (and ``.detach()`` for numpy).
     """
-    return fake_quantize(layer.weight, layer.bias, getattr(layer, "weight_bits", None),
-                         scale=getattr(layer, "weight_scale", "max"))
+    return layer.forward_weights()
 
 
 def effective_weight_layers(model: nn.Module) -> list[tuple[Tensor, Tensor | None]]:

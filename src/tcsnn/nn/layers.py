@@ -26,7 +26,36 @@ def init_spiking_weight_(weight: Tensor, bias: Tensor | None, *, mean_sum: float
             bias.normal_(mean_sum / fan_in, 1.0 / math.sqrt(fan_in))
 
 
-class SpikingLinear(nn.Module):
+class _SpikingLayer(nn.Module):
+    """What spiking conv / linear layers share: ``weight``/``bias`` and the optional weight quantisation.
+
+    ``weight_bits`` (None = full precision) and ``weight_scale`` ("max" or "mse") make the forward use
+    quantised weights (straight-through gradient, :mod:`tcsnn.quant`); they are plain attributes, not in the
+    state_dict, so checkpoints keep their plain ``weight``/``bias`` keys.
+    """
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def _init_parameters(self, weight_shape: tuple[int, ...], bias: bool, dtype: torch.dtype | None) -> None:
+        self.weight = nn.Parameter(torch.empty(weight_shape, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(weight_shape[0], dtype=dtype)) if bias else None
+        self.weight_bits: int | None = None
+        self.weight_scale: str = "max"
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init_spiking_weight_(self.weight, self.bias)
+
+    def forward_weights(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` as the forward uses them (quantised when ``weight_bits`` is set)."""
+        return fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale)
+
+    def _bits_repr(self) -> str:
+        return "" if self.weight_bits is None else f", weight_bits={self.weight_bits} ({self.weight_scale})"
+
+
+class SpikingLinear(_SpikingLayer):
     """Fully-connected spiking layer, (B, in_features) -> (B, out_features), eq. (4) per neuron.
 
     ``weight`` is (out_features, in_features); ``bias`` (out_features,) is the weight of an input at t = 0.
@@ -41,28 +70,19 @@ class SpikingLinear(nn.Module):
             raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, {out_features}")
         _sp._check_backend(backend)
         self.in_features, self.out_features, self.backend = in_features, out_features, backend
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype))
-        self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype)) if bias else None
-        #: forward on weights quantised to weight_bits bits (None = full precision) with the clipping rule
-        #: weight_scale ("max" or "mse"); plain attributes, not in the state_dict.  See tcsnn.quant.
-        self.weight_bits: int | None = None
-        self.weight_scale: str = "max"
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init_spiking_weight_(self.weight, self.bias)
+        self._init_parameters((out_features, in_features), bias, dtype)
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale)
+        weight, bias = self.forward_weights()
         return _sp.spike_linear(z, weight, bias, backend=self.backend)
 
     def extra_repr(self) -> str:
-        bits = "" if self.weight_bits is None else f", weight_bits={self.weight_bits} ({self.weight_scale})"
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{bits}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+                + self._bits_repr())
 
 
-class SpikingConv2d(nn.Module):
+class SpikingConv2d(_SpikingLayer):
     """Convolutional spiking layer, (B, C, H, W) -> (B, C', H', W'); padded taps never spike."""
 
     def __init__(
@@ -78,26 +98,16 @@ class SpikingConv2d(nn.Module):
         self.kernel_size, self.stride, self.backend = kernel_size, stride, backend
         self.padding = padding
         self._pad = _sp.resolve_padding(padding, kernel_size, stride)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size, dtype=dtype))
-        self.bias = nn.Parameter(torch.empty(out_channels, dtype=dtype)) if bias else None
-        #: forward on weights quantised to weight_bits bits (None = full precision) with the clipping rule
-        #: weight_scale ("max" or "mse"); plain attributes, not in the state_dict.  See tcsnn.quant.
-        self.weight_bits: int | None = None
-        self.weight_scale: str = "max"
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init_spiking_weight_(self.weight, self.bias)
+        self._init_parameters((out_channels, in_channels, kernel_size, kernel_size), bias, dtype)
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        weight, bias = fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale)
+        weight, bias = self.forward_weights()
         return _sp.spike_conv2d(z, weight, bias, self.stride, self._pad, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}"
-                + ("" if self.weight_bits is None else f", weight_bits={self.weight_bits} ({self.weight_scale})"))
+                f"padding={self.padding}, bias={self.bias is not None}" + self._bits_repr())
 
 
 class SpikingMaxPool2d(nn.Module):
