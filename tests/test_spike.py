@@ -285,3 +285,13 @@ def test_bad_arguments_are_named(call, err, match):
 
 def test_no_spike_constant():
     assert NO_SPIKE == float("inf")
+
+
+def test_compiled_kernels_are_cached_outside_the_package():
+    from pathlib import Path
+
+    from tcsnn.functional import _numba_kernels as nk
+
+    cache = Path(nk.numba.config.CACHE_DIR).resolve()
+    package = Path(nk.__file__).resolve().parents[1]
+    assert cache.parts[: len(package.parts)] != package.parts

@@ -527,9 +527,10 @@ def _event_loop(z_src, kind, rank, indptr, targets, weights, out_lo, out_hi, sto
 
 @functools.cache
 def _numba_event_loop():  # pragma: no cover - exercised through simulate_events
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "tcsnn" / "numba"))
+    from tcsnn._numba_setup import import_numba
+
     try:
-        import numba
+        numba = import_numba()
     except ImportError as exc:
         raise ImportError(
             "the 'numba' sim backend needs numba: pip install numba (or use backend='python')"

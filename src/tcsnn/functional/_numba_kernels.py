@@ -15,14 +15,12 @@ Nothing here holds a (batch x positions x fan-in x channels) tensor: the forward
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import numpy as np
 
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "tcsnn" / "numba"))
+from tcsnn._numba_setup import import_numba
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+numba = import_numba()
+njit, prange = numba.njit, numba.prange
 
 # No 'nnan'/'ninf': the kernels compare against +inf (NO_SPIKE) on purpose.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
