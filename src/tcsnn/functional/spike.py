@@ -143,12 +143,9 @@ def causal_backward(z: Tensor, weight: Tensor, z_out: Tensor, w_c: Tensor, grad:
 
 class _NumbaConv2d(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, weight, bias, stride, padding):  # type: ignore[override]
+    def forward(ctx, z, weight, bias, stride, padding, h_out, w_out):  # type: ignore[override]
         from tcsnn.functional import _numba_kernels as nk
 
-        k = weight.shape[-1]
-        h_out = (z.shape[2] + 2 * padding - k) // stride + 1
-        w_out = (z.shape[3] + 2 * padding - k) // stride + 1
         z_np = z.detach().contiguous().numpy()
         wt = weight.detach().permute(1, 2, 3, 0).contiguous().numpy()  # (C, k, k, O)
         has_bias = bias is not None
@@ -172,7 +169,7 @@ class _NumbaConv2d(torch.autograd.Function):
             grad.detach().contiguous().numpy(), has_bias, stride, padding, nk.num_chunks(z.shape[0]),
         )
         grad_w = torch.from_numpy(gw).permute(3, 0, 1, 2).contiguous()
-        return torch.from_numpy(gz), grad_w, (torch.from_numpy(gb) if has_bias else None), None, None
+        return torch.from_numpy(gz), grad_w, (torch.from_numpy(gb) if has_bias else None), None, None, None, None
 
 
 def _check_weight(weight: Tensor, z: Tensor, ndim: int, what: str) -> None:
@@ -201,7 +198,7 @@ def spike_linear(z: Tensor, weight: Tensor, bias: Tensor | None = None, *, backe
         raise ValueError(f"input has {z.shape[1]} features but weight expects {weight.shape[1]}")
     backend_ = _resolve_backend(backend, z)
     if backend_ == "numba":
-        return _NumbaConv2d.apply(z[:, :, None, None], weight[:, :, None, None], bias, 1, 0)[:, :, 0, 0]
+        return _NumbaConv2d.apply(z[:, :, None, None], weight[:, :, None, None], bias, 1, 0, 1, 1)[:, :, 0, 0]
     za, wa = _augment_bias(z, weight, bias)
     if backend_ == "reference":
         return _reference_rows(za, wa)[0]
@@ -260,7 +257,7 @@ def spike_conv2d(
         raise ValueError(f"input {tuple(z.shape[2:])} is smaller than the kernel {k}x{k} with padding {pad}")
     backend_ = _resolve_backend(backend, z)
     if backend_ == "numba":
-        return _NumbaConv2d.apply(z, weight, bias, stride, pad)
+        return _NumbaConv2d.apply(z, weight, bias, stride, pad, h_out, w_out)
     # (B, C*k*k, P): padded taps are NO_SPIKE, so pad with +inf before unfolding.
     zp = F.pad(z, (pad, pad, pad, pad), value=NO_SPIKE) if pad else z
     patches = F.unfold(zp, k, stride=stride)
