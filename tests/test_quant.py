@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import TINY, tiny_model
 from tcsnn.checkpoint import FORMAT, VERSION, load_model, save_atomic
 from tcsnn.engine import TrainConfig, train
-from tcsnn.models import create_model
 from tcsnn.nn import SpikingConv2d, SpikingLinear
 from tcsnn.quant import (
     MAX_BITS,
@@ -30,12 +30,6 @@ from tcsnn.quant import (
     set_weight_bits,
 )
 from tcsnn.recipes import get_recipe
-
-TINY = {"image_size": 8, "channels": 4}
-
-
-def tiny_model() -> torch.nn.Module:
-    return create_model("scnn_tiny", **TINY).eval()
 
 
 def tiny_input(n: int = 16) -> torch.Tensor:

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
+from helpers import tiny_model
 from tcsnn import robustness
 from tcsnn.checkpoint import load_model
 from tcsnn.cli import main
 from tcsnn.data import load_arrays
 from tcsnn.evaluate import evaluate
-from tcsnn.models import create_model
 from tcsnn.quant import fake_quantize, get_weight_bits, select_layers, set_weight_bits
 from tcsnn.recipes import get_recipe
 from tcsnn.robustness import (
@@ -31,12 +31,6 @@ from tcsnn.robustness import (
     parse_list,
     weight_power,
 )
-
-TINY = {"image_size": 8, "channels": 4}
-
-
-def tiny_model() -> torch.nn.Module:
-    return create_model("scnn_tiny", **TINY).eval()
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -14,11 +14,16 @@ Training rules (paper section 4.1):
   norm ``||G||_F / sqrt(out)`` (the root-mean-square of the per-neuron gradient norms) is at most
   ``grad_clip`` (10).  This is our reading of the paper's "row-normalised Frobenius norm";
 * inputs are trained on noisy spike times: ``t <- t + input_noise * N(0, 1)``, i.e. ``z <- z * exp(...)``.
+
+Two optional regularisers (:mod:`tcsnn.augment`, off by default, on in the MNIST recipes): ``augment_shift``
+translates each training image by up to that many pixels, and ``ema_decay`` evaluates and ships an exponential
+moving average of the weights (the raw weights stay in the checkpoint for ``--resume``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -56,6 +61,10 @@ class TrainConfig:
     l2: float = 1e-3
     grad_clip: float = 10.0
     input_noise: float = 0.0
+    #: translate each training image by a random (dy, dx), each in [-augment_shift, augment_shift] pixels
+    augment_shift: int = 0
+    #: evaluate/ship an exponential moving average of the weights with this decay (None: the raw weights)
+    ema_decay: float | None = None
     seed: int = 0
     dtype: str = "float32"
     backend: str = "auto"
@@ -87,6 +96,8 @@ class TrainConfig:
             (self.backend in BACKENDS, f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"),
             (self.alpha > 0 and math.isfinite(self.alpha), f"alpha must be a finite number > 0, got {self.alpha}"),
             (self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}"),
+            (self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
             (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
             (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
             (self.quant_scale in SCALES, f"unknown quant_scale {self.quant_scale!r}; choose from {', '.join(SCALES)}"),
@@ -184,6 +195,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     """Train ``cfg`` into ``run_dir``; returns the last epoch's metrics."""
     from tqdm.auto import tqdm
 
+    from tcsnn.augment import WeightAverage, random_shift
     from tcsnn.evaluate import count_spikes, decide, evaluate, format_metrics
     from tcsnn.functional import encode
     from tcsnn.functional.loss import classification_loss, l2_penalty, weight_sum_penalty
@@ -210,7 +222,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             raise ValueError(
                 f"--resume: the config differs from the one saved in {ckpt_path}; only --epochs may change"
             )
-        model.load_state_dict(ckpt["state_dict"])
+        # with a weight average, "state_dict" holds the averaged (evaluated) weights and "train_state_dict" the raw
+        model.load_state_dict(ckpt.get("train_state_dict", ckpt["state_dict"]))
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt["epoch"]) + 1
         # metrics.jsonl may hold lines of an epoch whose checkpoint never landed: drop them.
@@ -228,6 +241,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             raise ValueError(f"init_checkpoint {cfg.init_checkpoint} holds model {init['model']!r} "
                              f"{init['model_kwargs']}, not {cfg.model!r} {cfg.model_kwargs}")
         model.load_state_dict(init["state_dict"])
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    if average is not None and start_epoch > 0:
+        if "weight_average" not in ckpt:
+            raise ValueError(f"--resume: {ckpt_path} has no weight average although ema_decay is set")
+        average.load_state_dict(ckpt["weight_average"])
     _write_json(run_dir / "config.json", {"config": dataclasses.asdict(cfg), "versions": _versions()})
 
     from tcsnn.quant import effective_weight_layers, set_weight_bits
@@ -249,7 +267,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         with count_spikes(model) as counts:
             for i in bar:
                 idx = perm[i : i + cfg.batch_size]
-                z = encode(x_tr[idx], cfg.encoding, cfg.alpha, dtype=dtype)
+                x = random_shift(x_tr[idx], cfg.augment_shift, gen) if cfg.augment_shift else x_tr[idx]
+                z = encode(x, cfg.encoding, cfg.alpha, dtype=dtype)
                 if cfg.input_noise > 0:
                     z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=dtype))
                 z_out = model(z)
@@ -266,6 +285,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                 loss.backward()
                 clip_gradients_(model, cfg.grad_clip)
                 opt.step()
+                if average is not None:
+                    average.update(model)
                 pred, decided = decide(z_out.detach())
                 correct += float((decided & (pred == y_tr[idx])).sum())
                 loss_sum += float(loss.detach()) * idx.numel()
@@ -274,7 +295,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                     fire = sum(c[0] for c in counts.values()) / max(1, sum(c[1] for c in counts.values()))
                     bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", fire=f"{fire:.2f}")
         train_time = time.time() - t0
-        metrics = evaluate(model, x_te, y_te, encoding=cfg.encoding, alpha=cfg.alpha, dtype=dtype,
+        shipped = model
+        if average is not None:
+            shipped = copy.deepcopy(model)  # keeps weight_bits: the average is evaluated at this epoch's width
+            average.copy_to(shipped)
+        metrics = evaluate(shipped, x_te, y_te, encoding=cfg.encoding, alpha=cfg.alpha, dtype=dtype,
                            batch_size=cfg.eval_batch_size)
         last = {
             "epoch": epoch,
@@ -289,9 +314,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         }
         with open(metrics_path, "a") as f:
             f.write(json.dumps(last) + "\n")
-        save_atomic({"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": cfg.model_kwargs,
-                     "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                     "config": dataclasses.asdict(cfg)}, ckpt_path)
+        ckpt_out = {"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": cfg.model_kwargs,
+                    "state_dict": shipped.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                    "config": dataclasses.asdict(cfg)}
+        if average is not None:
+            ckpt_out["train_state_dict"] = model.state_dict()
+            ckpt_out["weight_average"] = average.state_dict()
+        save_atomic(ckpt_out, ckpt_path)
         print(f"epoch {epoch + 1}/{cfg.epochs} ({train_time:.0f} s): train acc {last['train_accuracy']:.2%} | "
               + format_metrics(metrics), file=sys.stderr, flush=True)
     return last

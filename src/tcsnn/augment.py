@@ -1,0 +1,79 @@
+"""Training-time regularisers that live outside the network: image translation and a weight moving average.
+
+* :func:`random_shift` translates each image by a random whole number of pixels (zero fill).  Background pixels
+  are 0, so with ``t = alpha * (1 - p)`` the uncovered border spikes last (or never), like the real background.
+* :class:`WeightAverage` keeps an exponential moving average (EMA) of the trained parameters,
+  ``avg <- d * avg + (1 - d) * w`` after every optimiser step, with the usual warm-up
+  ``d = min(decay, (1 + n) / (10 + n))`` (n = updates so far) so the first epoch is not anchored to the
+  initialisation.  The averaged weights are the ones evaluated and shipped in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+
+def random_shift(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
+    """Translate each image of ``x`` (B, C, H, W) by ``(dy, dx)``, each uniform in ``[-max_shift, max_shift]``.
+
+    Pixels shifted in from outside are 0.  ``max_shift = 0`` returns ``x`` unchanged.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"random_shift expects (B, C, H, W) images, got shape {tuple(x.shape)}")
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if max_shift == 0:
+        return x
+    b, _, h, w = x.shape
+    s = max_shift
+    padded = nn.functional.pad(x, (s, s, s, s))  # (B, C, H + 2s, W + 2s)
+    # top-left corner of each crop in the padded image: s + d with d in [-s, s]
+    oy, ox = torch.randint(0, 2 * s + 1, (2, b), generator=generator)
+    rows = oy[:, None] + torch.arange(h)  # (B, H)
+    cols = ox[:, None] + torch.arange(w)  # (B, W)
+    batch = torch.arange(b)[:, None, None]  # (B, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters (see the module docstring for the update)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"weight-average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.updates = 0
+        self.params = {k: p.detach().clone() for k, p in model.named_parameters()}
+
+    def _pairs(self, model: nn.Module) -> Iterator[tuple[Tensor, Tensor]]:
+        for k, p in model.named_parameters():
+            yield self.params[k], p.detach()
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in self._pairs(model):
+            avg.lerp_(p, 1.0 - d)
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Write the averaged values into ``model``'s parameters (same architecture)."""
+        for avg, p in self._pairs(model):
+            p.copy_(avg)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"decay": self.decay, "updates": self.updates, "params": self.params}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        params = state["params"]
+        assert isinstance(params, dict)
+        if set(params) != set(self.params):
+            raise ValueError("weight-average state does not match the model's parameters")
+        self.decay = float(state["decay"])  # type: ignore[arg-type]
+        self.updates = int(state["updates"])  # type: ignore[call-overload]
+        self.params = {k: v.clone() for k, v in params.items()}
