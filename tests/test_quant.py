@@ -16,6 +16,7 @@ from tcsnn.quant import (
     SCALES,
     apply_quantized,
     bits_at_epoch,
+    code_range,
     dequantize,
     effective_weight_layers,
     export_quantized,
@@ -72,6 +73,51 @@ def test_grid_is_odd_symmetric_and_idempotent(bits, seed, scale):
     w_hat, b_hat = dequantize(q, torch.float64)
     again = dequantize(quantize(w_hat, b_hat, bits, scale="max"), torch.float64)
     assert torch.allclose(again[0], w_hat, rtol=0, atol=1e-12) and torch.allclose(again[1], b_hat, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_full_grid_uses_all_2_to_the_b_codes(bits, scale):
+    """grid="full": codes in [-L, L + 1]; "max" clips nothing; the 8-bit codes (up to 128) get a wider dtype."""
+    g = torch.Generator().manual_seed(bits)
+    w = torch.randn(64, 50, generator=g, dtype=torch.float64) + 0.3  # (out, fan_in), mostly excitatory
+    b = torch.randn(64, generator=g, dtype=torch.float64)
+    lo, hi = code_range(bits, "full")
+    assert (lo, hi) == (-num_levels(bits), num_levels(bits) + 1) and hi - lo + 1 == 2**bits
+    q = quantize(w, b, bits, scale=scale, grid="full")
+    rows = torch.cat([q.codes, q.bias_codes[:, None]], dim=1).long()
+    assert rows.min() >= lo and rows.max() <= hi and torch.iinfo(q.codes.dtype).max >= hi
+    if bits <= 4:  # 64 rows of 51 weights reach every code
+        assert set(rows.unique().tolist()) == set(range(lo, hi + 1))
+    w_hat, b_hat = dequantize(q, torch.float64)
+    if scale == "max":  # nothing clipped: every weight within half a step of its grid point; idempotent
+        err = torch.cat([(w_hat - w), (b_hat - b)[:, None]], 1).abs()
+        assert (err <= q.scale[:, None] / 2 + 1e-12).all()
+        again = dequantize(quantize(w_hat, b_hat, bits, scale="max", grid="full"), torch.float64)
+        torch.testing.assert_close(again, (w_hat, b_hat), rtol=0, atol=1e-12)
+
+
+def test_two_bit_full_grid_by_hand():
+    w = torch.tensor([[2.0, 1.1, -0.9, 0.2], [-1.0, 0.4, 0.0, 0.0]])
+    w_hat, _ = fake_quantize(w, None, 2, grid="full")  # row 0: step 1, codes 2, 1, -1, 0
+    assert torch.equal(w_hat[0], torch.tensor([2.0, 1.0, -1.0, 0.0]))
+    assert torch.equal(w_hat[1], torch.tensor([-1.0, 0.0, 0.0, 0.0]))  # step 1 (the -1 needs it), 0.4 -> 0
+    with pytest.raises(ValueError, match="grid"):
+        fake_quantize(w, None, 2, grid="asymmetric")
+
+
+def test_full_grid_export_round_trip_and_range_check(tmp_path):
+    model = tiny_model()
+    export = export_quantized(model, 8, scale="mse", grid="full", model_name="scnn_tiny", model_kwargs=TINY)
+    assert export["grid"] == "full"
+    save_quantized(export, tmp_path / "q.pt")
+    loaded, _ = load_quantized_model(tmp_path / "q.pt")
+    set_weight_bits(model, 8, scale="mse", grid="full")
+    z = tiny_input()
+    torch.testing.assert_close(loaded(z), model(z), rtol=0, atol=0)
+    export["grid"] = "symmetric"  # codes of 128 do not fit the symmetric 8-bit range
+    with pytest.raises(ValueError, match="outside the 8-bit range"):
+        save_quantized(export, tmp_path / "bad.pt")
 
 
 def test_ternary_and_zero_rows():
@@ -160,10 +206,10 @@ def test_state_dict_keys_stay_plain_and_load_into_a_fresh_model():
     assert sorted(model.state_dict()) == before == ["0.bias", "0.weight", "3.bias", "3.weight"]
     fresh = tiny_model()
     fresh.load_state_dict(model.state_dict())
-    assert get_weight_bits(fresh) == {"0": (None, "max"), "3": (None, "max")}
-    assert get_weight_bits(model) == {"0": (4, "mse"), "3": (4, "mse")}
+    assert get_weight_bits(fresh) == {"0": (None, "max", "symmetric"), "3": (None, "max", "symmetric")}
+    assert get_weight_bits(model) == {"0": (4, "mse", "symmetric"), "3": (4, "mse", "symmetric")}
     set_weight_bits(model, None, layers=["3"])
-    assert get_weight_bits(model)["3"] == (None, "mse") and "weight_bits=4 (mse)" in repr(model)
+    assert get_weight_bits(model)["3"] == (None, "mse", "symmetric") and "weight_bits=4 (mse, symmetric)" in repr(model)
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -183,7 +229,7 @@ def test_export_round_trip_reproduces_the_quantised_forward(tmp_path, bits, scal
     save_quantized(export, tmp_path / "q.pt")
     loaded, config = load_quantized_model(tmp_path / "q.pt")
     assert config == {"dataset": "digits"} and not loaded.training
-    assert get_weight_bits(loaded) == {"0": (None, "max"), "3": (None, "max")}
+    assert get_weight_bits(loaded) == {"0": (None, "max", "symmetric"), "3": (None, "max", "symmetric")}
     assert torch.equal(loaded(z), expected)
     again = tiny_model()
     apply_quantized(again, load_quantized(tmp_path / "q.pt"))
@@ -229,7 +275,7 @@ def test_load_model_reapplies_the_last_trained_bit_width(tmp_path):
         save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny", "model_kwargs": TINY,
                      "state_dict": model.state_dict(), "config": cfg, "epoch": epoch}, tmp_path / "c.pt")
         loaded, _ = load_model(tmp_path / "c.pt")
-        assert set(get_weight_bits(loaded).values()) == {(bits, "mse")}
+        assert set(get_weight_bits(loaded).values()) == {(bits, "mse", "symmetric")}
 
 
 def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
@@ -238,6 +284,6 @@ def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
     last = train(cfg, tmp_path / "qat", progress=False)  # about 2 s (full precision reaches 91 % here)
     assert last["bits"] == 4 and last["test_accuracy"] > 0.8
     model, _ = load_model(tmp_path / "qat" / "checkpoint.pt")
-    assert set(get_weight_bits(model).values()) == {(4, "max")}
+    assert set(get_weight_bits(model).values()) == {(4, "max", "symmetric")}
     # the checkpoint keeps full-precision weights; the 4-bit forward is what the run evaluated
     assert torch.unique(model[3].weight.detach()).numel() > 2**4

@@ -138,7 +138,7 @@ def test_bits_row_quantises_the_named_layers_and_restores_the_widths(digits_test
     row = evaluate_bits(model, x, y, 3, spec, layers=["3"])
     handle.remove()
     assert set(seen) == {(3, "max")} and row["kind"] == "bits" and row["value"] == 3
-    assert get_weight_bits(model) == {"0": (8, "mse"), "3": (None, "max")}
+    assert get_weight_bits(model) == {"0": (8, "mse", "symmetric"), "3": (None, "max", "symmetric")}
 
 
 # --------------------------------------------------------------------------------------------- jitter

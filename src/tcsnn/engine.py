@@ -77,6 +77,8 @@ class TrainConfig:
     quant_epochs_per_step: int = 1
     #: how each neuron's quantisation grid is scaled (tcsnn.quant.SCALES): "max" |w| or the "mse"-optimal clip
     quant_scale: str = "max"
+    #: the quantiser's code range (tcsnn.quant.GRIDS): "symmetric" [-L, L] or "full" [-L, L + 1]
+    quant_grid: str = "symmetric"
     #: start from the weights of this checkpoint (e.g. quantisation-aware fine-tuning of a trained model)
     init_checkpoint: str | None = None
 
@@ -84,7 +86,7 @@ class TrainConfig:
         from tcsnn.functional.encode import ENCODINGS
         from tcsnn.functional.loss import LOSSES
         from tcsnn.functional.spike import BACKENDS
-        from tcsnn.quant import SCALES
+        from tcsnn.quant import GRIDS, SCALES
 
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -101,6 +103,7 @@ class TrainConfig:
             (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
             (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
             (self.quant_scale in SCALES, f"unknown quant_scale {self.quant_scale!r}; choose from {', '.join(SCALES)}"),
+            (self.quant_grid in GRIDS, f"unknown quant_grid {self.quant_grid!r}; choose from {', '.join(GRIDS)}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -258,7 +261,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             group["lr"] = cfg.lr_at(epoch)
         bits = cfg.bits_at(epoch)
         if cfg.quant_bits:
-            set_weight_bits(model, bits, scale=cfg.quant_scale)
+            set_weight_bits(model, bits, scale=cfg.quant_scale, grid=cfg.quant_grid)
         model.train()
         perm = torch.randperm(n, generator=gen)
         loss_sum = correct = seen = 0.0
@@ -340,6 +343,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant-bits", default=None, help="quantisation-aware training schedule, e.g. 16,8,4")
     p.add_argument("--quant-epochs-per-step", type=int, default=None)
     p.add_argument("--quant-scale", default=None, help="quantisation grid scale rule: max (default) or mse")
+    p.add_argument("--quant-grid", default=None,
+                   help="quantisation code range: symmetric [-L, L] (default) or full [-L, L+1] (all 2^b codes)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--config", default=None, help="JSON file of config overrides (flags win over it)")
@@ -370,6 +375,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             overrides[key] = value
     flags = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
              "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step, "quant_scale": args.quant_scale,
+             "quant_grid": args.quant_grid,
              "train_limit": args.train_limit, "test_limit": args.test_limit}
     if args.quant_bits:
         try:

@@ -1,18 +1,26 @@
 r"""Weight quantisation of spiking layers (paper section 4.2) and the export of integer weight codes.
 
-**The quantiser.**  Symmetric, uniform, one scale per neuron (output row / output channel), the bias on the
-same grid as its row.  For ``b`` bits, ``L = 2^(b-1) - 1`` and, for neuron ``j`` with weights ``w_j``
-(bias included as one more entry) and clipping value ``c_j``,
+**The quantiser.**  Uniform, one step per neuron (output row / output channel), zero exactly on the grid,
+the bias on the same grid as its row.  For ``b`` bits, ``L = 2^(b-1) - 1`` and, for neuron ``j`` with
+weights ``w_j`` (bias included as one more entry) and step ``s_j``,
 
-.. math::  s_j = c_j / L, \qquad
-           k_{ji} = \mathrm{clamp}(\mathrm{round}(w_{ji} / s_j), -L, L), \qquad \hat w_{ji} = s_j k_{ji}.
+.. math::  k_{ji} = \mathrm{clamp}(\mathrm{round}(w_{ji} / s_j), k_{min}, k_{max}), \qquad \hat w_{ji} = s_j k_{ji}.
 
-So there are at most ``2^b - 1`` levels, zero is one of them and the grid is symmetric; ``b = 2`` is
-ternary ``{-s, 0, s}``.  A neuron whose weights are all zero gets ``s = 0`` and stays zero.  The
-clipping value (``scale=``, :data:`SCALES`):
+The code range (``grid=``, :data:`GRIDS`):
+
+``"symmetric"`` (default)
+    ``k in [-L, L]``: ``2^b - 1`` levels, a symmetric grid; ``b = 2`` is ternary ``{-s, 0, s}`` (1.58 bits).
+``"full"``
+    ``k in [-L, L + 1]``: all ``2^b`` codes of a b-bit word (offset binary), the extra level on the
+    excitatory side; ``b = 2`` is ``{-s, 0, s, 2s}``.  A neuron fires when its *positive* weights carry the
+    sum over threshold, while negative weights only delay it, so the extra level goes where precision
+    decides the spike time.  At 2 bits this is what makes quantisation-aware training work (README).
+
+A neuron whose weights are all zero gets ``s = 0`` and stays zero.  The step (``scale=``, :data:`SCALES`):
 
 ``"max"`` (default)
-    ``c_j = max_i |w_ji|``: nothing is clipped and the largest weight of each neuron is exact.
+    the smallest step that clips nothing: ``s_j = max(max_i w_ji / k_max, max_i (-w_ji) / L)`` (for the
+    symmetric grid simply ``max_i |w_ji| / L``); each neuron's extreme weight is exact.
 ``"mse"``
     the step that (locally) minimises ``sum_i (w_ji - \hat w_ji)^2``, by alternating minimisation (Lloyd)
     started from the ``"max"`` step; never worse than ``"max"`` in squared error.  At 2-3 bits this keeps
@@ -59,13 +67,15 @@ MIN_BITS = 2
 MAX_BITS = 32
 #: Rules for the per-neuron clipping value (see the module docstring).
 SCALES: tuple[str, ...] = ("max", "mse")
+#: Code ranges: "symmetric" [-L, L] or "full" [-L, L + 1] (all 2^b codes; see the module docstring).
+GRIDS: tuple[str, ...] = ("symmetric", "full")
 #: Rounds of alternating minimisation for the "mse" rule (it usually settles in fewer).
 MSE_ITERS = 20
 
 QUANT_FORMAT = "tcsnn-quantized"
 QUANT_VERSION = 1
 #: Name of the quantiser, recorded in exports.
-SCHEME = "symmetric-uniform-per-neuron, bias on its row's grid"
+SCHEME = "uniform-per-neuron, zero on the grid, bias on its row's grid"
 
 
 class QuantizedWeights(NamedTuple):
@@ -94,31 +104,51 @@ def check_scale(scale: object) -> str:
     return str(scale)
 
 
+def check_grid(grid: object) -> str:
+    if grid not in GRIDS:
+        raise ValueError(f"unknown quantisation grid {grid!r}; choose one of {', '.join(GRIDS)}")
+    return str(grid)
+
+
 def num_levels(bits: int) -> int:
-    """``L = 2^(b-1) - 1``: codes run over ``-L..L`` (``2^b - 1`` levels)."""
+    """``L = 2^(b-1) - 1``: the symmetric grid's codes run over ``-L..L`` (``2^b - 1`` levels)."""
     return 2 ** (check_bits(bits) - 1) - 1
 
 
-def _code_dtype(bits: int) -> torch.dtype:
-    return torch.int8 if bits <= 8 else torch.int16 if bits <= 16 else torch.int32
+def code_range(bits: int, grid: str = "symmetric") -> tuple[int, int]:
+    """``(k_min, k_max)``: ``(-L, L)`` for the symmetric grid, ``(-L, L + 1)`` for the full one."""
+    levels = num_levels(bits)
+    return -levels, levels + (check_grid(grid) == "full")
 
 
-def _codes(w: Tensor, step: Tensor, levels: int) -> Tensor:
-    """Integer-valued float64 codes of rows ``w`` (out, n) for per-row steps ``step`` (out,)."""
+def _code_dtype(k_max: int) -> torch.dtype:
+    for dtype in (torch.int8, torch.int16, torch.int32):
+        if k_max <= torch.iinfo(dtype).max:
+            return dtype
+    return torch.int64
+
+
+def _codes(w: Tensor, step: Tensor, lo: int, hi: int) -> Tensor:
+    """Integer-valued float64 codes in ``[lo, hi]`` of rows ``w`` (out, n) for per-row steps ``step`` (out,)."""
     safe = torch.where(step > 0, step, torch.ones_like(step))  # an all-zero row stays zero
-    return torch.clamp(torch.round(w / safe[:, None]), -levels, levels)
+    return torch.clamp(torch.round(w / safe[:, None]), lo, hi)
 
 
-def _mse_step(w: Tensor, levels: int) -> Tensor:
+def _max_step(w: Tensor, lo: int, hi: int) -> Tensor:
+    """Smallest per-row step that clips nothing, rows ``w`` (out, n) float64 -> (out,)."""
+    return torch.maximum(w.amax(dim=1).clamp_min(0) / hi, (-w).amax(dim=1).clamp_min(0) / -lo)
+
+
+def _mse_step(w: Tensor, lo: int, hi: int) -> Tensor:
     """Per-row step that (locally) minimises the squared error, rows ``w`` (out, n) float64 -> (out,).
 
-    Alternating minimisation (Lloyd) from the ``max`` step: codes ``k = clamp(round(w / s), -L, L)`` are the
+    Alternating minimisation (Lloyd) from the ``max`` step: codes ``k = clamp(round(w / s), lo, hi)`` are the
     best codes for ``s``, and ``s = <k, w> / <k, k>`` the best step for ``k``; neither update can raise the
     error, so the result is never worse than ``max``.  ``MSE_ITERS`` rounds of O(n) work each.
     """
-    step = w.abs().amax(dim=1) / levels  # (out,)
+    step = _max_step(w, lo, hi)  # (out,)
     for _ in range(MSE_ITERS):
-        k = _codes(w, step, levels)  # (out, n)
+        k = _codes(w, step, lo, hi)  # (out, n)
         kk = (k * k).sum(dim=1)
         new = torch.where(kk > 0, (k * w).sum(dim=1) / torch.where(kk > 0, kk, torch.ones_like(kk)), step)
         if torch.equal(new, step):
@@ -127,13 +157,14 @@ def _mse_step(w: Tensor, levels: int) -> Tensor:
     return step
 
 
-def quantize(weight: Tensor, bias: Tensor | None, bits: int, *, scale: str = "max") -> QuantizedWeights:
+def quantize(weight: Tensor, bias: Tensor | None, bits: int, *, scale: str = "max",
+             grid: str = "symmetric") -> QuantizedWeights:
     """Integer codes and scales of ``weight`` (out, ...) and ``bias`` (out,) on the per-neuron b-bit grid.
 
-    ``scale`` picks the clipping value (:data:`SCALES`).  Raises ValueError for non-finite weights or a
-    bias of the wrong shape.
+    ``scale`` picks the clipping value (:data:`SCALES`), ``grid`` the code range (:data:`GRIDS`).  Raises
+    ValueError for non-finite weights or a bias of the wrong shape.
     """
-    levels = num_levels(bits)
+    lo, hi = code_range(bits, grid)
     check_scale(scale)
     if weight.dim() < 1:
         raise ValueError(f"weight must have an output axis, got a {weight.dim()}-d tensor")
@@ -145,8 +176,8 @@ def quantize(weight: Tensor, bias: Tensor | None, bits: int, *, scale: str = "ma
         if bias.shape != (out,):
             raise ValueError(f"bias must have shape ({out},), got {tuple(bias.shape)}")
         w = torch.cat([w, bias.detach().to(torch.float64)[:, None]], dim=1)  # (out, fan_in + 1)
-    step = w.abs().amax(dim=1) / levels if scale == "max" else _mse_step(w, levels)  # (out,)
-    codes = _codes(w, step, levels).to(_code_dtype(bits))
+    step = _max_step(w, lo, hi) if scale == "max" else _mse_step(w, lo, hi)  # (out,)
+    codes = _codes(w, step, lo, hi).to(_code_dtype(hi))
     if bias is not None:
         return QuantizedWeights(codes[:, :-1].reshape(weight.shape), codes[:, -1].clone(), step)
     return QuantizedWeights(codes.reshape(weight.shape), None, step)
@@ -165,25 +196,27 @@ class _FakeQuantize(torch.autograd.Function):
     """Forward: the quantised weights.  Backward: the identity (straight-through estimator)."""
 
     @staticmethod
-    def forward(ctx: Any, weight: Tensor, bias: Tensor | None, bits: int, scale: str
+    def forward(ctx: Any, weight: Tensor, bias: Tensor | None, bits: int, scale: str, grid: str
                 ) -> tuple[Tensor, Tensor | None]:
-        w_hat, b_hat = dequantize(quantize(weight, bias, bits, scale=scale), weight.dtype)
+        w_hat, b_hat = dequantize(quantize(weight, bias, bits, scale=scale, grid=grid), weight.dtype)
         return w_hat, b_hat
 
     @staticmethod
-    def backward(ctx: Any, grad_w: Tensor, grad_b: Tensor | None) -> tuple[Tensor, Tensor | None, None, None]:
-        return grad_w, grad_b, None, None
+    def backward(ctx: Any, grad_w: Tensor, grad_b: Tensor | None
+                 ) -> tuple[Tensor, Tensor | None, None, None, None]:
+        return grad_w, grad_b, None, None, None
 
 
 def fake_quantize(
-    weight: Tensor, bias: Tensor | None, bits: int | None, *, scale: str = "max"
+    weight: Tensor, bias: Tensor | None, bits: int | None, *, scale: str = "max", grid: str = "symmetric"
 ) -> tuple[Tensor, Tensor | None]:
     """Weights as the forward pass sees them: quantised to ``bits`` (None = unchanged), identity gradient."""
     if bits is None:
         return weight, bias
     check_bits(bits)
     check_scale(scale)
-    return _FakeQuantize.apply(weight, bias, bits, scale)
+    check_grid(grid)
+    return _FakeQuantize.apply(weight, bias, bits, scale, grid)
 
 
 def effective_weights(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
@@ -215,25 +248,32 @@ def select_layers(model: nn.Module, layers: list[str] | None) -> list[tuple[str,
 
 
 def set_weight_bits(
-    model: nn.Module, bits: int | None, *, scale: str | None = None, layers: list[str] | None = None
+    model: nn.Module, bits: int | None, *, scale: str | None = None, grid: str | None = None,
+    layers: list[str] | None = None,
 ) -> None:
     """Make every spiking layer (or the named ``layers``) run on ``bits``-bit weights; None = full precision.
 
-    ``scale`` sets the clipping rule too (:data:`SCALES`); None keeps each layer's rule (initially "max").
+    ``scale`` (:data:`SCALES`) and ``grid`` (:data:`GRIDS`) set the clipping rule and the code range too;
+    None keeps each layer's own (initially "max" and "symmetric").
     """
     if bits is not None:
         check_bits(bits)
     if scale is not None:
         check_scale(scale)
+    if grid is not None:
+        check_grid(grid)
     for _, m in select_layers(model, layers):
         m.weight_bits = bits
         if scale is not None:
             m.weight_scale = scale
+        if grid is not None:
+            m.weight_grid = grid
 
 
-def get_weight_bits(model: nn.Module) -> dict[str, tuple[int | None, str]]:
-    """Layer name -> ``(bits, scale rule)`` its forward pass uses (bits None = full precision)."""
-    return {n: (getattr(m, "weight_bits", None), getattr(m, "weight_scale", "max"))
+def get_weight_bits(model: nn.Module) -> dict[str, tuple[int | None, str, str]]:
+    """Layer name -> ``(bits, scale rule, grid)`` its forward pass uses (bits None = full precision)."""
+    return {n: (getattr(m, "weight_bits", None), getattr(m, "weight_scale", "max"),
+                getattr(m, "weight_grid", "symmetric"))
             for n, m in select_layers(model, None)}
 
 
@@ -251,29 +291,31 @@ def export_quantized(
     bits: int,
     *,
     scale: str = "max",
+    grid: str = "symmetric",
     model_name: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Integer codes and scales of every spiking layer at ``bits`` bits (of the full-precision weights).
 
-    Returns ``{"format", "version", "bits", "scale_rule", "scheme", "layers": {name: {"codes", "bias_codes",
+    Returns ``{"format", "version", "bits", "scale_rule", "grid", "scheme", "layers": {name: {"codes", "bias_codes",
     "scale", "dtype"}}, "model", "model_kwargs", "config"}``; ``model`` / ``model_kwargs`` (the
     :func:`tcsnn.models.create_model` arguments) let :func:`load_quantized_model` rebuild the network.
     """
     check_bits(bits)
     check_scale(scale)
+    check_grid(grid)
     found = select_layers(model, None)
     if not found:
         raise ValueError("the model has no spiking conv / linear layers to quantise")
     out: dict[str, Any] = {}
     for name, m in found:
-        q = quantize(m.weight, m.bias, bits, scale=scale)
+        q = quantize(m.weight, m.bias, bits, scale=scale, grid=grid)
         out[name] = {"codes": q.codes.cpu(), "bias_codes": None if q.bias_codes is None else q.bias_codes.cpu(),
                      "scale": q.scale.cpu(), "dtype": str(m.weight.dtype).removeprefix("torch.")}
     return {"format": QUANT_FORMAT, "version": QUANT_VERSION, "bits": int(bits), "scale_rule": scale,
-            "scheme": SCHEME, "layers": out, "model": model_name, "model_kwargs": dict(model_kwargs or {}),
-            "config": dict(config or {})}
+            "grid": grid, "scheme": SCHEME, "layers": out, "model": model_name,
+            "model_kwargs": dict(model_kwargs or {}), "config": dict(config or {})}
 
 
 def save_quantized(export: dict[str, Any], path: str | Path) -> None:
@@ -298,11 +340,11 @@ def _check_export(export: Any, where: str) -> None:
         raise ValueError(f"{where} is not a tcsnn quantised model (no '{QUANT_FORMAT}' format tag)")
     if export.get("version") != QUANT_VERSION:
         raise ValueError(f"{where} has version {export.get('version')}; this tcsnn reads version {QUANT_VERSION}")
-    levels = num_levels(export.get("bits"))  # type: ignore[arg-type]
+    lo, hi = code_range(export.get("bits"), export.get("grid", "symmetric"))  # type: ignore[arg-type]
     for name, layer in export.get("layers", {}).items():
         codes = [layer["codes"]] + ([layer["bias_codes"]] if layer["bias_codes"] is not None else [])
         for c in codes:
-            if c.dtype.is_floating_point or (c.numel() and int(c.abs().max()) > levels):
+            if c.dtype.is_floating_point or (c.numel() and (int(c.min()) < lo or int(c.max()) > hi)):
                 raise ValueError(f"{where}: layer {name!r} holds codes outside the {export['bits']}-bit range")
         if layer["scale"].shape != (layer["codes"].shape[0],) or not (layer["scale"] >= 0).all():
             raise ValueError(f"{where}: layer {name!r} needs one scale >= 0 per output")

@@ -3,8 +3,8 @@ r"""Robustness of a trained network to weight quantisation, weight noise and inp
 Paper section 4.2 and Fig. 2.  Nothing is retrained; every perturbation is undone after its evaluation.
 
 **Bits** (post-training quantisation).  Every spiking layer (or the ``layers`` named) runs on its
-full-precision weights quantised to ``b`` bits by :mod:`tcsnn.quant` (symmetric, one scale per neuron, bias
-on its row's grid, clipping rule ``scale``).  Deterministic: one evaluation per width.
+full-precision weights quantised to ``b`` bits by :mod:`tcsnn.quant` (one step per neuron, bias on its
+row's grid, clipping rule ``scale``, code range ``grid``).  Deterministic: one evaluation per width.
 
 **Weight noise at SNR s dB.**  Per spiking layer, zero-mean Gaussian noise is added to the weights the
 forward pass uses (the quantised ones for a quantisation-aware model):
@@ -53,9 +53,11 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn.quant import (
+    GRIDS,
     QUANT_FORMAT,
     SCALES,
     check_bits,
+    check_grid,
     check_scale,
     effective_weights,
     get_weight_bits,
@@ -216,16 +218,16 @@ def summarize_draws(kind: str, value: float | int | None, metrics: Sequence[dict
 
 
 def evaluate_bits(model: nn.Module, x: Tensor, y: Tensor, bits: int, spec: EvalSpec, *,
-                  scale: str = "max", layers: list[str] | None = None) -> dict[str, Any]:
+                  scale: str = "max", grid: str = "symmetric", layers: list[str] | None = None) -> dict[str, Any]:
     """Accuracy with the (named) spiking layers quantised to ``bits``; the model's bit widths are restored."""
     check_bits(bits)
     before = get_weight_bits(model)
     try:
-        set_weight_bits(model, bits, scale=scale, layers=layers)
+        set_weight_bits(model, bits, scale=scale, grid=grid, layers=layers)
         return summarize_draws("bits", int(bits), [_evaluate(model, x, y, spec)])
     finally:
-        for name, (b, rule) in before.items():
-            set_weight_bits(model, b, scale=rule, layers=[name])
+        for name, (b, rule, g) in before.items():
+            set_weight_bits(model, b, scale=rule, grid=g, layers=[name])
 
 
 def evaluate_weight_noise(model: nn.Module, x: Tensor, y: Tensor, snr_db: float, spec: EvalSpec, *,
@@ -291,6 +293,7 @@ def run_sweep(
     draws: int = 5,
     seed: int = 0,
     scale: str = "max",
+    grid: str = "symmetric",
     layers: list[str] | None = None,
     source: str | None = None,
     progress: bool = True,
@@ -308,6 +311,7 @@ def run_sweep(
     jitter = [check_jitter(j) for j in jitter]
     check_draws(draws)
     check_scale(scale)
+    check_grid(grid)
     if layers is not None:
         select_layers(model, layers)  # unknown names fail before any work
     out_dir = Path(out_dir)
@@ -333,7 +337,8 @@ def run_sweep(
     # one closure per row; the noise / jitter ones tick the progress bar (created below) once per draw
     tasks: list[tuple[str, float | int | None, Callable[[], dict[str, Any]]]] = [
         ("baseline", None, lambda: summarize_draws("baseline", None, [_evaluate(model, x, y, spec)]))]
-    tasks += [("bits", b, lambda b=b: evaluate_bits(model, x, y, b, spec, scale=scale, layers=layers))
+    tasks += [("bits", b, lambda b=b: evaluate_bits(model, x, y, b, spec, scale=scale, grid=grid,
+                                                          layers=layers))
               for b in bits]
     tasks += [("snr", v, lambda v=v: evaluate_weight_noise(model, x, y, v, spec, draws=draws, seed=seed,
                                                            layers=layers, on_draw=bar.update))
@@ -441,6 +446,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="relative input spike-time jitter levels, >= 0 ('' skips; default %(default)s)")
     p.add_argument("--scale", default="max", choices=SCALES,
                    help="clipping rule of the --bits quantiser: max (default) or mse (see tcsnn.quant)")
+    p.add_argument("--grid", default="symmetric", choices=GRIDS,
+                   help="code range of the --bits quantiser: symmetric [-L, L] (default) or full [-L, L+1]")
     p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", default=None,
@@ -514,16 +521,17 @@ def run_cli(args: argparse.Namespace) -> int:
                     dtype=getattr(torch, cfg.get("dtype", "float32")))
     settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
                 "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
-                "draws": args.draws, "seed": args.seed, "scale": args.scale, "layers": layers,
+                "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,
+                "layers": layers,
                 "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}
     out = Path(args.out)
     doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
-                    draws=args.draws, seed=args.seed, scale=args.scale, layers=layers,
+                    draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid, layers=layers,
                     source=str(ckpt_path.resolve()),
                     progress=not args.no_progress)
     if args.save_quantized:
         for b in bits:
-            save_quantized(export_quantized(model, b, scale=args.scale, model_name=source["model"],
+            save_quantized(export_quantized(model, b, scale=args.scale, grid=args.grid, model_name=source["model"],
                                             model_kwargs=source["model_kwargs"], config=cfg),
                            out / f"quantized-{b}bit.pt")
     write_csv(doc, out / "robustness.csv")
