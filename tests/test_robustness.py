@@ -262,3 +262,22 @@ def test_cli_sweep_end_to_end_with_resume(digits_run, tmp_path, monkeypatch, cap
     # other settings in the same folder are refused
     with pytest.raises(ValueError, match="draws differ"):
         robustness.run_cli(cli_args(digits_run, out, draws=3, limit=150))
+
+
+def test_cli_grid_reaches_the_quantiser_and_the_export(digits_run, tmp_path):
+    """--grid full: the 2-bit row equals evaluate_bits(grid="full"), the setting and the export record it."""
+    out = tmp_path / "full"
+    argv = ["robustness", "--checkpoint", str(digits_run), "--out", str(out), "--bits", "2", "--scale", "mse",
+            "--grid", "full", "--snr", "", "--jitter", "", "--limit", "100", "--save-quantized", "--no-progress"]
+    assert main(argv) == 0
+    doc = json.loads((out / "robustness.json").read_text())
+    assert doc["settings"]["grid"] == "full"
+    model, cfg = load_model(digits_run)
+    x, y = load_arrays("digits", None, train=False)
+    spec = robustness.EvalSpec(encoding=cfg["encoding"], alpha=cfg["alpha"])
+    expected = evaluate_bits(model, x[:100], y[:100], 2, spec, scale="mse", grid="full")["mean_accuracy"]
+    row = next(r for r in doc["rows"] if r["kind"] == "bits")
+    assert row["mean_accuracy"] == expected
+    export = torch.load(out / "quantized-2bit.pt", weights_only=True)
+    codes = torch.cat([layer["codes"].flatten() for layer in export["layers"].values()])
+    assert export["grid"] == "full" and int(codes.min()) >= -1 and int(codes.max()) == 2
