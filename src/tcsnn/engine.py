@@ -270,7 +270,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         with count_spikes(model) as counts:
             for i in bar:
                 idx = perm[i : i + cfg.batch_size]
-                x = random_shift(x_tr[idx], cfg.augment_shift, gen) if cfg.augment_shift else x_tr[idx]
+                x = random_shift(x_tr[idx], cfg.augment_shift, gen)  # shift 0: the images as they are, no draw
                 z = encode(x, cfg.encoding, cfg.alpha, dtype=dtype)
                 if cfg.input_noise > 0:
                     z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=dtype))
