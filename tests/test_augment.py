@@ -61,10 +61,28 @@ def test_weight_average_follows_the_ema_update_with_warmup():
     avg.copy_to(other)
     for k, p in other.named_parameters():
         torch.testing.assert_close(p.detach(), expected[k])
+    # the state holds the counters; the values come from the shipped model's state_dict (extra keys ignored)
+    assert set(avg.state_dict()) == {"decay", "updates"}
     again = WeightAverage(nn.Linear(3, 2), decay=0.5)
-    again.load_state_dict(avg.state_dict())
+    again.load_state_dict(avg.state_dict(), params={**other.state_dict(), "buffer": torch.zeros(1)})
     assert again.updates == 5 and again.decay == 0.99
+    for k, v in expected.items():
+        torch.testing.assert_close(again.params[k], v, rtol=0, atol=0)
+    # the older layout carried its own values
+    old = WeightAverage(nn.Linear(3, 2), decay=0.5)
+    old.load_state_dict({**avg.state_dict(), "params": {k: v.clone() for k, v in expected.items()}})
+    assert all(torch.equal(old.params[k], v) for k, v in expected.items())
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)
-    with pytest.raises(ValueError, match="does not match"):
-        WeightAverage(nn.Linear(3, 2, bias=False), 0.9).load_state_dict(avg.state_dict())
+
+
+@pytest.mark.parametrize("state,params,match", [
+    ({"decay": 0.9, "updates": 1}, None, "no averaged values"),
+    ({"decay": 0.9, "updates": 1}, {"weight": torch.zeros(2, 3)}, "lacks the model's parameters bias"),
+    ({"decay": 0.9, "updates": 1}, {"weight": torch.zeros(3, 2), "bias": torch.zeros(2)}, "wrong shape for weight"),
+    ({"updates": 1}, {"weight": torch.zeros(2, 3), "bias": torch.zeros(2)}, "malformed"),
+    ({"decay": 2.0, "updates": 1}, {"weight": torch.zeros(2, 3), "bias": torch.zeros(2)}, "malformed"),
+])
+def test_weight_average_refuses_a_malformed_state(state, params, match):
+    with pytest.raises(ValueError, match=match):
+        WeightAverage(nn.Linear(3, 2), 0.9).load_state_dict(state, params=params)

@@ -59,14 +59,30 @@ def test_resume_equals_uninterrupted_run(tmp_path, extra):
     assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [0, 1]
 
 
+def test_resume_reads_the_older_checkpoint_layout_and_warns_about_the_lr(tmp_path, capsys):
+    """Older checkpoints kept the averaged values inside "weight_average" too; they resume to the same run."""
+    extra = {"augment_shift": 1, "ema_decay": 0.9}
+    run(tmp_path, "full", **extra)
+    train(get_recipe("digits", **{**FAST, **extra, "epochs": 1}), tmp_path / "cut", progress=False)
+    path = tmp_path / "cut" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    ckpt["weight_average"]["params"] = {k: v.clone() for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, path)
+    capsys.readouterr()
+    train(get_recipe("digits", **{**FAST, **extra}), tmp_path / "cut", resume=True, progress=False)
+    assert "re-spreads the lr decay" in capsys.readouterr().err
+    full, cut = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(path)
+    for k in full["state_dict"]:
+        torch.testing.assert_close(full["state_dict"][k], cut["state_dict"][k], rtol=0, atol=0)
+
+
 def test_weight_average_is_what_is_shipped_and_evaluated(tmp_path):
     """With ema_decay the checkpoint's model (and the reported accuracy) is the average, not the raw weights."""
     _, last = run(tmp_path, "ema", ema_decay=0.9)
     ckpt = load_checkpoint(tmp_path / "ema" / "checkpoint.pt")
     avg, raw = ckpt["state_dict"], ckpt["train_state_dict"]
     assert any(not torch.equal(avg[k], raw[k]) for k in avg)
-    for k, v in ckpt["weight_average"]["params"].items():
-        assert torch.equal(avg[k], v)
+    assert set(ckpt["weight_average"]) == {"decay", "updates"}  # the averaged values are stored once, as state_dict
     from tcsnn.data import load_arrays
     from tcsnn.evaluate import evaluate
 

@@ -67,13 +67,30 @@ class WeightAverage:
             p.copy_(avg)
 
     def state_dict(self) -> dict[str, object]:
-        return {"decay": self.decay, "updates": self.updates, "params": self.params}
+        """The counters only: the averaged values are the model a checkpoint ships (its ``state_dict``)."""
+        return {"decay": self.decay, "updates": self.updates}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        params = state["params"]
-        assert isinstance(params, dict)
-        if set(params) != set(self.params):
-            raise ValueError("weight-average state does not match the model's parameters")
-        self.decay = float(state["decay"])  # type: ignore[arg-type]
-        self.updates = int(state["updates"])  # type: ignore[call-overload]
-        self.params = {k: v.clone() for k, v in params.items()}
+    def load_state_dict(self, state: dict[str, object], params: dict[str, Tensor] | None = None) -> None:
+        """Restore the counters of :meth:`state_dict` and the averaged values from ``params``.
+
+        ``params`` maps parameter names to averaged values (extra keys, e.g. buffers, are ignored); a ``state``
+        that carries its own ``"params"`` (the layout of older checkpoints) takes precedence.
+        """
+        source = state.get("params", params)
+        if not isinstance(source, dict):
+            raise ValueError("weight-average state has no averaged values: pass params= (the shipped state_dict)")
+        missing = sorted(set(self.params) - set(source))
+        if missing:
+            raise ValueError(f"weight-average state lacks the model's parameters {', '.join(missing)}")
+        try:
+            decay, updates = float(state["decay"]), int(state["updates"])  # type: ignore[arg-type, call-overload]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed weight-average state: {exc}") from exc
+        if not 0.0 < decay < 1.0 or updates < 0:
+            raise ValueError(f"malformed weight-average state: decay {decay}, updates {updates}")
+        shapes = {k: (tuple(source[k].shape), tuple(v.shape)) for k, v in self.params.items()}
+        bad = [k for k, (a, b) in shapes.items() if a != b]
+        if bad:
+            raise ValueError(f"weight-average values have the wrong shape for {', '.join(bad)}")
+        self.decay, self.updates = decay, updates
+        self.params = {k: source[k].detach().clone().to(v.dtype) for k, v in self.params.items()}

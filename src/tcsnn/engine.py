@@ -236,6 +236,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             metrics_path.write_text("".join(ln + "\n" for ln in kept))
             last = json.loads(kept[-1]) if kept else {}
         print(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
+        if saved.epochs != cfg.epochs and start_epoch < cfg.epochs:
+            # lr_at spreads the decay over cfg.epochs: the remaining epochs follow the stretched schedule
+            print(f"--resume: --epochs {saved.epochs} -> {cfg.epochs} re-spreads the lr decay over {cfg.epochs} "
+                  f"epochs: epoch {start_epoch + 1} runs at lr {cfg.lr_at(start_epoch):.3g} "
+                  f"(the epoch before ran at {saved.lr_at(start_epoch - 1):.3g})", file=sys.stderr)
     elif resume:
         print(f"--resume: no checkpoint in {run_dir}, starting from scratch", file=sys.stderr)
     if start_epoch == 0 and cfg.init_checkpoint:
@@ -248,7 +253,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     if average is not None and start_epoch > 0:
         if "weight_average" not in ckpt:
             raise ValueError(f"--resume: {ckpt_path} has no weight average although ema_decay is set")
-        average.load_state_dict(ckpt["weight_average"])
+        # the averaged values are the shipped model ("state_dict"); the average itself keeps only its counters
+        average.load_state_dict(ckpt["weight_average"], params=ckpt["state_dict"])
     _write_json(run_dir / "config.json", {"config": dataclasses.asdict(cfg), "versions": _versions()})
 
     from tcsnn.quant import effective_weight_layers, set_weight_bits
