@@ -59,9 +59,11 @@ def test_train_then_eval_digits(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--train-limit", "200", "--out", str(run), "--no-progress"]) == 0
     assert "final: test accuracy" in capsys.readouterr().out
-    assert main(["eval", "--checkpoint", str(run / "checkpoint.pt"), "--json", str(tmp_path / "m.json")]) == 0
-    out = capsys.readouterr().out
-    assert "accuracy" in out and "nJ/image" in out
+    assert main(["eval", "--checkpoint", str(run / "checkpoint.pt"), "--json", str(tmp_path / "m.json"),
+                 "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "accuracy" in captured.out and "nJ/image" in captured.out
+    assert "eval:" not in captured.err  # --no-progress: no bar
     # resuming a finished run with more epochs continues it
     assert main(["train", "--epochs", "2", "--out", str(run), "--resume", "--no-progress"]) == 0
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1

@@ -119,6 +119,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (as in train and robustness)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -135,7 +136,8 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         x, y = x[: args.limit], y[: args.limit]
     m = evaluate(model, x, y, encoding=cfg["encoding"], alpha=cfg["alpha"],
-                 batch_size=args.batch_size, dtype=getattr(torch, cfg.get("dtype", "float32")), progress=True)
+                 batch_size=args.batch_size, dtype=getattr(torch, cfg.get("dtype", "float32")),
+                 progress=not args.no_progress)
     print(format_metrics(m))
     if args.json:
         with open(args.json, "w") as f:
