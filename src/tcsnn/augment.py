@@ -88,8 +88,7 @@ class WeightAverage:
             raise ValueError(f"malformed weight-average state: {exc}") from exc
         if not 0.0 < decay < 1.0 or updates < 0:
             raise ValueError(f"malformed weight-average state: decay {decay}, updates {updates}")
-        shapes = {k: (tuple(source[k].shape), tuple(v.shape)) for k, v in self.params.items()}
-        bad = [k for k, (a, b) in shapes.items() if a != b]
+        bad = [k for k, v in self.params.items() if source[k].shape != v.shape]
         if bad:
             raise ValueError(f"weight-average values have the wrong shape for {', '.join(bad)}")
         self.decay, self.updates = decay, updates
