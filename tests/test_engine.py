@@ -130,7 +130,8 @@ def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
     "kw,match",
     [({"epochs": 0}, "epochs"), ({"loss": "mse"}, "unknown loss"), ({"encoding": "rate"}, "encoding"),
      ({"dtype": "float16"}, "dtype"), ({"quant_bits": [8, 1]}, "quant_bits"), ({"alpha": float("nan")}, "alpha"),
-     ({"augment_shift": -1}, "augment_shift"), ({"ema_decay": 1.0}, "ema_decay")],
+     ({"augment_shift": -1}, "augment_shift"), ({"ema_decay": 1.0}, "ema_decay"),
+     ({"distill_weight": 1.5}, "distill_weight"), ({"distill_temperature": 0}, "distill_temperature")],
 )
 def test_bad_config_is_named(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -138,6 +139,21 @@ def test_bad_config_is_named(kw, match):
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("imagenet")
     assert {"digits", "mnist", "fashion-mnist"} <= set(list_recipes())
+
+
+def test_distillation_from_a_teacher_checkpoint(tmp_path):
+    """Weight 0 is exactly the plain fine-tune (the teacher draws no random numbers); weight 1 changes it."""
+    run(tmp_path, "teacher", epochs=1)
+    teacher = str(tmp_path / "teacher" / "checkpoint.pt")
+    _, plain = run(tmp_path, "plain", epochs=1, init_checkpoint=teacher)
+    _, zero = run(tmp_path, "zero", epochs=1, init_checkpoint=teacher, distill_checkpoint=teacher, distill_weight=0.0)
+    _, full = run(tmp_path, "full", epochs=1, init_checkpoint=teacher, distill_checkpoint=teacher, distill_weight=1.0)
+    drop = ("train_time_s", "epoch_time_s")
+    assert {k: v for k, v in zero.items() if k not in drop} == {k: v for k, v in plain.items() if k not in drop}
+    assert full["train_loss"] != plain["train_loss"]
+    with pytest.raises(ValueError, match="alpha"):
+        run(tmp_path, "other-input", epochs=1, alpha=2.0, distill_checkpoint=teacher)
+    assert not (tmp_path / "other-input").exists()
 
 
 def test_lr_decays_from_lr_to_lr_final():

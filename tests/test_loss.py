@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tcsnn.functional.loss import LOSSES, classification_loss, l2_penalty, weight_sum_penalty
+from tcsnn.functional.loss import LOSSES, classification_loss, distillation_loss, l2_penalty, weight_sum_penalty
 
 INF = float("inf")
 
@@ -52,6 +52,32 @@ def test_ce_is_cross_entropy_on_minus_z():
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         classification_loss(torch.ones(1, 2), torch.tensor([0]), "hinge")
+
+
+def test_distillation_is_t2_kl_of_softmax_minus_z_over_t():
+    torch.manual_seed(0)
+    z_s = (torch.rand(5, 4, dtype=torch.float64) * 10 + 1).requires_grad_()
+    z_t = torch.rand(5, 4, dtype=torch.float64) * 10 + 1
+    T = 3.0
+    p_t = torch.softmax(-z_t / T, 1)
+    expected = T * T * (p_t * (p_t.log() - torch.log_softmax(-z_s / T, 1))).sum(1).mean()
+    loss = distillation_loss(z_s, z_t, T)
+    assert torch.allclose(loss, expected)
+    assert distillation_loss(z_t, z_t, T).abs() < 1e-12  # agreeing outputs: nothing to learn
+    loss.backward()
+    assert torch.isfinite(z_s.grad).all() and z_s.grad.abs().sum() > 0
+
+
+def test_distillation_handles_silent_outputs_and_names_bad_arguments():
+    z_s = torch.tensor([[2.0, float("inf"), 5.0]], requires_grad=True)
+    z_t = torch.tensor([[3.0, 4.0, float("inf")]])
+    loss = distillation_loss(z_s, z_t)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z_s.grad).all()
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(z_s, z_t, 0.0)
+    with pytest.raises(ValueError, match="teacher outputs"):
+        distillation_loss(z_s, z_t[:, :2])
 
 
 def test_weight_sum_penalty_counts_rows_below_beta_with_bias():

@@ -15,6 +15,10 @@ Training rules (paper section 4.1):
   ``grad_clip`` (10).  This is our reading of the paper's "row-normalised Frobenius norm";
 * inputs are trained on noisy spike times: ``t <- t + input_noise * N(0, 1)``, i.e. ``z <- z * exp(...)``.
 
+With ``distill_checkpoint`` the classification term is mixed with knowledge distillation from that checkpoint's
+frozen model (:func:`tcsnn.functional.loss.distillation_loss`), e.g. a full-precision teacher for a
+quantisation-aware student.
+
 Two optional regularisers (:mod:`tcsnn.augment`, off by default, on in the MNIST recipes): ``augment_shift``
 translates each training image by up to that many pixels, and ``ema_decay`` evaluates and ships an exponential
 moving average of the weights (the raw weights stay in the checkpoint for ``--resume``).
@@ -81,6 +85,11 @@ class TrainConfig:
     quant_grid: str = "symmetric"
     #: start from the weights of this checkpoint (e.g. quantisation-aware fine-tuning of a trained model)
     init_checkpoint: str | None = None
+    #: knowledge distillation: this checkpoint's (frozen) model is the teacher; the classification term becomes
+    #: (1 - distill_weight) * classification + distill_weight * distillation_loss(T = distill_temperature)
+    distill_checkpoint: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         from tcsnn.functional.encode import ENCODINGS
@@ -104,6 +113,8 @@ class TrainConfig:
             (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
             (self.quant_scale in SCALES, f"unknown quant_scale {self.quant_scale!r}; choose from {', '.join(SCALES)}"),
             (self.quant_grid in GRIDS, f"unknown quant_grid {self.quant_grid!r}; choose from {', '.join(GRIDS)}"),
+            (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], got {self.distill_weight}"),
+            (self.distill_temperature > 0, f"distill_temperature must be > 0, got {self.distill_temperature}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -194,6 +205,26 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return model
 
 
+def load_teacher(cfg: TrainConfig) -> nn.Module | None:
+    """The frozen teacher model of ``cfg.distill_checkpoint`` (None without one), in eval mode.
+
+    Raises ValueError when the teacher was trained on other input spikes (data set, encoding or alpha): it sees
+    the student's input batch as it is.
+    """
+    if cfg.distill_checkpoint is None:
+        return None
+    from tcsnn.checkpoint import load_model
+
+    teacher, tcfg = load_model(cfg.distill_checkpoint)
+    for key in ("dataset", "encoding", "alpha"):
+        if tcfg.get(key) != getattr(cfg, key):
+            raise ValueError(f"distill_checkpoint {cfg.distill_checkpoint} was trained with {key} = "
+                             f"{tcfg.get(key)!r}, this run uses {getattr(cfg, key)!r}; the teacher must see the "
+                             "same input spikes")
+    teacher = teacher.to(getattr(torch, cfg.dtype)).requires_grad_(False)
+    return teacher
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir``; returns the last epoch's metrics."""
     from tqdm.auto import tqdm
@@ -201,7 +232,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     from tcsnn.augment import WeightAverage, random_shift
     from tcsnn.evaluate import count_spikes, decide, evaluate, format_metrics
     from tcsnn.functional import encode
-    from tcsnn.functional.loss import classification_loss, l2_penalty, weight_sum_penalty
+    from tcsnn.functional.loss import classification_loss, distillation_loss, l2_penalty, weight_sum_penalty
 
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -214,6 +245,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     dtype = getattr(torch, cfg.dtype)
     x_tr, y_tr, x_te, y_te = _load_data(cfg)  # before creating the run folder: bad data leaves nothing behind
     model = build_model(cfg)
+    teacher = load_teacher(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start_epoch = 0
@@ -281,9 +313,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                 if cfg.input_noise > 0:
                     z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=dtype))
                 z_out = model(z)
+                task = classification_loss(z_out, y_tr[idx], cfg.loss)
+                if teacher is not None:
+                    with torch.no_grad():
+                        z_teacher = teacher(z)  # (B, K): the same noisy, shifted input
+                    task = ((1 - cfg.distill_weight) * task
+                            + cfg.distill_weight * distillation_loss(z_out, z_teacher, cfg.distill_temperature))
                 # The weight-sum penalty sees the weights the forward used (quantised in QAT): it is what revives
                 # neurons that quantisation silenced.  L2 acts on the full-precision weights.
-                loss = (classification_loss(z_out, y_tr[idx], cfg.loss)
+                loss = (task
                         + cfg.K * weight_sum_penalty(effective_weight_layers(model), cfg.beta)
                         + cfg.l2 * l2_penalty(w for w, _ in weight_layers(model)))
                 if not torch.isfinite(loss):

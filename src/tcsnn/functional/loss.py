@@ -20,6 +20,11 @@ A silent output (``NO_SPIKE``) enters the loss at ``z_silent``: twice the latest
 sample (detached), so the loss stays finite and a silent *correct* output still yields gradients that delay
 the wrong ones.  Samples whose outputs are all silent contribute no classification gradient; the weight-sum
 penalty is what revives such networks.
+
+:func:`distillation_loss` is knowledge distillation (Hinton et al., 2015) from a trained teacher network,
+:math:`T^2\,\mathrm{KL}(p^{teacher} \,\|\, p^{student})` with :math:`p = \mathrm{softmax}(-z / T)` on the
+same logits ``-z`` as ``"ce"``: a low-bit student in quantisation-aware training learns from the full-precision
+model how close the runner-up classes came, not only which class won.
 """
 
 from __future__ import annotations
@@ -56,6 +61,23 @@ def classification_loss(z: Tensor, target: Tensor, kind: str = "ce") -> Tensor:
         return (torch.log(inv.sum(dim=1)) - torch.log(correct)).mean()
     others = inv.sum(dim=1) - correct  # (B,)
     return (torch.log(others) - torch.log(correct)).mean()
+
+
+def distillation_loss(z: Tensor, z_teacher: Tensor, temperature: float = 4.0) -> Tensor:
+    r""":math:`T^2\,\mathrm{KL}(p^{teacher} \| p^{student})`, :math:`p = \mathrm{softmax}(-z / T)`, mean over the batch.
+
+    z, z_teacher (B, K) output spike values of the student and the (frozen) teacher.  Silent outputs enter at
+    ``z_silent`` as in :func:`classification_loss`.  The factor ``T^2`` keeps the gradient's size independent of
+    ``T``; ``T`` must be > 0.  Zero exactly when the two output distributions agree.
+    """
+    if not temperature > 0:
+        raise ValueError(f"distillation temperature must be > 0, got {temperature}")
+    if z.shape != z_teacher.shape:
+        raise ValueError(f"student outputs {tuple(z.shape)} and teacher outputs {tuple(z_teacher.shape)} differ")
+    log_student = F.log_softmax(-_fill_silent(z) / temperature, dim=1)  # (B, K)
+    log_teacher = F.log_softmax(-_fill_silent(z_teacher.detach()) / temperature, dim=1)  # (B, K)
+    kl = F.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean")
+    return temperature**2 * kl
 
 
 def weight_sum_penalty(layers: Iterable[tuple[Tensor, Tensor | None]], beta: float = 1.0) -> Tensor:
