@@ -42,14 +42,15 @@ def digits(**overrides: Any) -> TrainConfig:
 
 @register_recipe
 def mnist(**overrides: Any) -> TrainConfig:
-    """Paper Table 1 / section 4.1: SCNN(5,32,2)-SCNN(5,16,2)-FC(10), Adam 1e-3 -> 1e-4 over 50 epochs,
-    K = 100, lambda = 1e-3, beta = 1, t = alpha (1 - p), noisy input spike times.
+    """Paper Table 1 / section 4.1: SCNN(5,32,2)-SCNN(5,16,2)-FC(10), Adam 1e-3 -> 1e-4, K = 100,
+    lambda = 1e-3, beta = 1, t = alpha (1 - p), noisy input spike times.
 
     Beyond the paper: images shifted by up to 2 pixels and a weight average (EMA, decay 0.999) is evaluated;
-    without them the same network overfits (train 99.9 %, test 99.07 %, see the README)."""
+    without them the same network overfits (train 99.9 %, test 99.07 %, see the README).  With them it still
+    improves after the paper's 50 epochs (final 99.26 % at 50), so the lr decay is spread over 80 epochs."""
     cfg = dict(
         recipe="mnist", dataset="mnist", model="scnn_mnist", model_kwargs={},
-        encoding="inverted", alpha=3.0, epochs=50, batch_size=32, lr=1e-3, lr_final=1e-4,
+        encoding="inverted", alpha=3.0, epochs=80, batch_size=32, lr=1e-3, lr_final=1e-4,
         K=100.0, l2=1e-3, beta=1.0, input_noise=0.02, augment_shift=2, ema_decay=0.999,
     )
     cfg.update(overrides)
