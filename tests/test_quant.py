@@ -12,6 +12,7 @@ from tcsnn.checkpoint import FORMAT, VERSION, load_model, save_atomic
 from tcsnn.engine import TrainConfig, train
 from tcsnn.nn import SpikingConv2d, SpikingLinear
 from tcsnn.quant import (
+    GRIDS,
     MAX_BITS,
     SCALES,
     apply_quantized,
@@ -133,6 +134,63 @@ def test_bias_shares_its_rows_scale():
     assert q.scale.item() == pytest.approx(3.0 / 7) and q.bias_codes.item() == 7
 
 
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("grid", GRIDS)
+def test_wide_bias_codes_sit_on_the_step_fitted_to_the_weights(scale, grid):
+    """bias_bits: the weights quantise as if there were no bias; the bias gets wider codes on the same step."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(6, 3, 5, 5, generator=gen, dtype=torch.float64)
+    b = torch.randn(6, generator=gen, dtype=torch.float64) * 20  # far beyond a 2-bit code of any row
+    q = quantize(w, b, 2, scale=scale, grid=grid, bias_bits=8)
+    alone = quantize(w, None, 2, scale=scale, grid=grid)
+    assert torch.equal(q.codes, alone.codes) and torch.equal(q.scale, alone.scale)
+    lo, hi = code_range(8, grid)
+    assert q.bias_codes.dtype == (torch.int8 if hi <= 127 else torch.int16)  # the full grid's 8-bit top is 128
+    assert int(q.bias_codes.min()) >= lo and int(q.bias_codes.max()) <= hi
+    assert torch.equal(q.bias_codes.double(), torch.clamp(torch.round(b / q.scale), lo, hi))
+    _, b_hat = dequantize(q, torch.float64)
+    inside = (b / q.scale).abs() <= hi
+    assert inside.any() and ((b_hat - b).abs()[inside] <= q.scale[inside] / 2 + 1e-12).all()
+    shared = quantize(w, b, 2, scale=scale, grid=grid)  # bias_bits None: the bias clips at a 2-bit code
+    assert int(shared.bias_codes.abs().max()) <= 2
+
+
+def test_wide_bias_of_a_row_without_weights_is_kept():
+    w, b = torch.tensor([[0.5, -0.25], [0.0, 0.0]]), torch.tensor([0.3, -2.0])
+    q = quantize(w, b, 2, bias_bits=8)
+    w_hat, b_hat = dequantize(q)
+    assert torch.equal(w_hat[1], torch.zeros(2)) and b_hat[1].item() == pytest.approx(-2.0)
+
+
+@pytest.mark.parametrize("bias_bits", [1, MAX_BITS + 1, 2.5])
+def test_bad_bias_bits(bias_bits):
+    with pytest.raises(ValueError, match="weight bits"):
+        quantize(torch.randn(2, 2), torch.randn(2), 4, bias_bits=bias_bits)
+    with pytest.raises(ValueError, match="weight bits"):
+        set_weight_bits(tiny_model(), 4, bias_bits=bias_bits)
+    with pytest.raises(ValueError, match="bad config: quant_bias_bits"):
+        TrainConfig(quant_bits=[4], quant_bias_bits=bias_bits)
+
+
+def test_wide_bias_export_round_trip_and_range_check(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():
+        model[0].bias.mul_(30)  # biases of many steps
+    set_weight_bits(model, 2, scale="mse", grid="full", bias_bits=8)
+    assert "bias_bits=8" in repr(model)
+    z = tiny_input()
+    expected = model(z)
+    export = export_quantized(model, 2, scale="mse", grid="full", bias_bits=8, model_name="scnn_tiny",
+                              model_kwargs=TINY)
+    assert export["bias_bits"] == 8 and int(export["layers"]["0"]["bias_codes"].abs().max()) > 2
+    save_quantized(export, tmp_path / "q.pt")
+    loaded, _ = load_quantized_model(tmp_path / "q.pt")
+    assert torch.equal(loaded(z), expected)
+    export["bias_bits"] = None  # the same codes claimed to be 2-bit biases
+    with pytest.raises(ValueError, match="outside the 2-bit range"):
+        save_quantized(export, tmp_path / "bad.pt")
+
+
 @pytest.mark.parametrize("bits", [1, 0, MAX_BITS + 1, 2.5, True, "8"])
 def test_bad_bits(bits):
     with pytest.raises(ValueError, match="weight bits"):
@@ -206,10 +264,11 @@ def test_state_dict_keys_stay_plain_and_load_into_a_fresh_model():
     assert sorted(model.state_dict()) == before == ["0.bias", "0.weight", "3.bias", "3.weight"]
     fresh = tiny_model()
     fresh.load_state_dict(model.state_dict())
-    assert get_weight_bits(fresh) == {"0": (None, "max", "symmetric"), "3": (None, "max", "symmetric")}
-    assert get_weight_bits(model) == {"0": (4, "mse", "symmetric"), "3": (4, "mse", "symmetric")}
+    assert get_weight_bits(fresh) == {"0": (None, "max", "symmetric", None), "3": (None, "max", "symmetric", None)}
+    assert get_weight_bits(model) == {"0": (4, "mse", "symmetric", None), "3": (4, "mse", "symmetric", None)}
     set_weight_bits(model, None, layers=["3"])
-    assert get_weight_bits(model)["3"] == (None, "mse", "symmetric") and "weight_bits=4 (mse, symmetric)" in repr(model)
+    assert get_weight_bits(model)["3"] == (None, "mse", "symmetric", None)
+    assert "weight_bits=4 (mse, symmetric)" in repr(model)
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -229,7 +288,7 @@ def test_export_round_trip_reproduces_the_quantised_forward(tmp_path, bits, scal
     save_quantized(export, tmp_path / "q.pt")
     loaded, config = load_quantized_model(tmp_path / "q.pt")
     assert config == {"dataset": "digits"} and not loaded.training
-    assert get_weight_bits(loaded) == {"0": (None, "max", "symmetric"), "3": (None, "max", "symmetric")}
+    assert get_weight_bits(loaded) == {"0": (None, "max", "symmetric", None), "3": (None, "max", "symmetric", None)}
     assert torch.equal(loaded(z), expected)
     again = tiny_model()
     apply_quantized(again, load_quantized(tmp_path / "q.pt"))
@@ -275,7 +334,12 @@ def test_load_model_reapplies_the_last_trained_bit_width(tmp_path):
         save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny", "model_kwargs": TINY,
                      "state_dict": model.state_dict(), "config": cfg, "epoch": epoch}, tmp_path / "c.pt")
         loaded, _ = load_model(tmp_path / "c.pt")
-        assert set(get_weight_bits(loaded).values()) == {(bits, "mse", "symmetric")}
+        assert set(get_weight_bits(loaded).values()) == {(bits, "mse", "symmetric", None)}
+    cfg["quant_bias_bits"] = 8
+    save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny", "model_kwargs": TINY,
+                 "state_dict": model.state_dict(), "config": cfg, "epoch": 9}, tmp_path / "c.pt")
+    loaded, _ = load_model(tmp_path / "c.pt")
+    assert set(get_weight_bits(loaded).values()) == {(4, "mse", "symmetric", 8)}
 
 
 def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
@@ -284,6 +348,6 @@ def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
     last = train(cfg, tmp_path / "qat", progress=False)  # about 2 s (full precision reaches 91 % here)
     assert last["bits"] == 4 and last["test_accuracy"] > 0.8
     model, _ = load_model(tmp_path / "qat" / "checkpoint.pt")
-    assert set(get_weight_bits(model).values()) == {(4, "max", "symmetric")}
+    assert set(get_weight_bits(model).values()) == {(4, "max", "symmetric", None)}
     # the checkpoint keeps full-precision weights; the 4-bit forward is what the run evaluated
     assert torch.unique(model[3].weight.detach()).numel() > 2**4

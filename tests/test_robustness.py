@@ -138,7 +138,7 @@ def test_bits_row_quantises_the_named_layers_and_restores_the_widths(digits_test
     row = evaluate_bits(model, x, y, 3, spec, layers=["3"])
     handle.remove()
     assert set(seen) == {(3, "max")} and row["kind"] == "bits" and row["value"] == 3
-    assert get_weight_bits(model) == {"0": (8, "mse", "symmetric"), "3": (None, "max", "symmetric")}
+    assert get_weight_bits(model) == {"0": (8, "mse", "symmetric", None), "3": (None, "max", "symmetric", None)}
 
 
 # --------------------------------------------------------------------------------------------- jitter
@@ -201,7 +201,8 @@ def cli_args(checkpoint, out, **kw) -> argparse.Namespace:
     "kw, match",
     [({"bits": "8,1"}, "weight bits"), ({"bits": "8,x"}, "--bits"), ({"snr": "abc"}, "--snr"),
      ({"jitter": "-0.01"}, "jitter"), ({"draws": 0}, "draws"), ({"layers": "0,9"}, "unknown layer"),
-     ({"limit": 0}, "--limit"), ({"layers": "0", "save_quantized": True}, "--save-quantized")],
+     ({"limit": 0}, "--limit"), ({"layers": "0", "save_quantized": True}, "--save-quantized"),
+     ({"bias_bits": 1}, "weight bits")],
 )
 def test_bad_cli_arguments(digits_run, tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
@@ -281,3 +282,19 @@ def test_cli_grid_reaches_the_quantiser_and_the_export(digits_run, tmp_path):
     export = torch.load(out / "quantized-2bit.pt", weights_only=True)
     codes = torch.cat([layer["codes"].flatten() for layer in export["layers"].values()])
     assert export["grid"] == "full" and int(codes.min()) >= -1 and int(codes.max()) == 2
+
+
+def test_cli_bias_bits_reaches_the_quantiser_and_the_export(digits_run, tmp_path):
+    """--bias-bits 8: the 2-bit row equals evaluate_bits(bias_bits=8); the setting and the export record it."""
+    out = tmp_path / "wide"
+    argv = ["robustness", "--checkpoint", str(digits_run), "--out", str(out), "--bits", "2", "--scale", "mse",
+            "--bias-bits", "8", "--snr", "", "--jitter", "", "--limit", "100", "--save-quantized", "--no-progress"]
+    assert main(argv) == 0
+    doc = json.loads((out / "robustness.json").read_text())
+    assert doc["settings"]["bias_bits"] == 8
+    model, cfg = load_model(digits_run)
+    x, y = load_arrays("digits", None, train=False)
+    spec = robustness.EvalSpec(encoding=cfg["encoding"], alpha=cfg["alpha"])
+    expected = evaluate_bits(model, x[:100], y[:100], 2, spec, scale="mse", bias_bits=8)["mean_accuracy"]
+    assert next(r for r in doc["rows"] if r["kind"] == "bits")["mean_accuracy"] == expected
+    assert torch.load(out / "quantized-2bit.pt", weights_only=True)["bias_bits"] == 8

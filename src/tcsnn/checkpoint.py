@@ -83,6 +83,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
         set_weight_bits(model, bits_at_epoch(config["quant_bits"], int(config.get("quant_epochs_per_step", 1)),
                                              int(ckpt.get("epoch", 0))),
-                        scale=config.get("quant_scale", "max"), grid=config.get("quant_grid", "symmetric"))
+                        scale=config.get("quant_scale", "max"), grid=config.get("quant_grid", "symmetric"),
+                        bias_bits=config.get("quant_bias_bits"))
     model.eval()
     return model, config

@@ -83,6 +83,8 @@ class TrainConfig:
     quant_scale: str = "max"
     #: the quantiser's code range (tcsnn.quant.GRIDS): "symmetric" [-L, L] or "full" [-L, L + 1]
     quant_grid: str = "symmetric"
+    #: width of the bias codes on each neuron's step (tcsnn.quant): None = the bias is one more quant_bits weight
+    quant_bias_bits: int | None = None
     #: start from the weights of this checkpoint (e.g. quantisation-aware fine-tuning of a trained model)
     init_checkpoint: str | None = None
     #: knowledge distillation: this checkpoint's (frozen) model is the teacher; the classification term becomes
@@ -95,7 +97,7 @@ class TrainConfig:
         from tcsnn.functional.encode import ENCODINGS
         from tcsnn.functional.loss import LOSSES
         from tcsnn.functional.spike import BACKENDS
-        from tcsnn.quant import GRIDS, SCALES
+        from tcsnn.quant import GRIDS, SCALES, check_bias_bits
 
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -121,6 +123,11 @@ class TrainConfig:
                 raise ValueError(f"bad config: {msg}")
         if self.quant_bits is not None and any(int(b) < 2 for b in self.quant_bits):
             raise ValueError(f"bad config: quant_bits must all be >= 2, got {self.quant_bits}")
+        if self.quant_bias_bits is not None:
+            try:
+                check_bias_bits(self.quant_bias_bits)
+            except ValueError as exc:
+                raise ValueError(f"bad config: quant_bias_bits: {exc}") from exc
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -299,7 +306,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             group["lr"] = cfg.lr_at(epoch)
         bits = cfg.bits_at(epoch)
         if cfg.quant_bits:
-            set_weight_bits(model, bits, scale=cfg.quant_scale, grid=cfg.quant_grid)
+            set_weight_bits(model, bits, scale=cfg.quant_scale, grid=cfg.quant_grid, bias_bits=cfg.quant_bias_bits)
         model.train()
         perm = torch.randperm(n, generator=gen)
         loss_sum = correct = seen = 0.0
@@ -389,6 +396,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant-scale", default=None, help="quantisation grid scale rule: max (default) or mse")
     p.add_argument("--quant-grid", default=None,
                    help="quantisation code range: symmetric [-L, L] (default) or full [-L, L+1] (all 2^b codes)")
+    p.add_argument("--quant-bias-bits", type=int, default=None,
+                   help="width of the bias codes on each neuron's step, e.g. 16; must hold bias/step "
+                        "(default: the bias is one more weight of its row)")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--config", default=None, help="JSON file of config overrides (flags win over it)")
@@ -419,7 +429,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             overrides[key] = value
     flags = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
              "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step, "quant_scale": args.quant_scale,
-             "quant_grid": args.quant_grid,
+             "quant_grid": args.quant_grid, "quant_bias_bits": args.quant_bias_bits,
              "train_limit": args.train_limit, "test_limit": args.test_limit}
     if args.quant_bits:
         try:

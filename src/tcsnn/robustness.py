@@ -56,6 +56,7 @@ from tcsnn.quant import (
     GRIDS,
     QUANT_FORMAT,
     SCALES,
+    check_bias_bits,
     check_bits,
     check_grid,
     check_scale,
@@ -218,16 +219,17 @@ def summarize_draws(kind: str, value: float | int | None, metrics: Sequence[dict
 
 
 def evaluate_bits(model: nn.Module, x: Tensor, y: Tensor, bits: int, spec: EvalSpec, *,
-                  scale: str = "max", grid: str = "symmetric", layers: list[str] | None = None) -> dict[str, Any]:
+                  scale: str = "max", grid: str = "symmetric", bias_bits: int | None = None,
+                  layers: list[str] | None = None) -> dict[str, Any]:
     """Accuracy with the (named) spiking layers quantised to ``bits``; the model's bit widths are restored."""
     check_bits(bits)
     before = get_weight_bits(model)
     try:
-        set_weight_bits(model, bits, scale=scale, grid=grid, layers=layers)
+        set_weight_bits(model, bits, scale=scale, grid=grid, bias_bits=bias_bits, layers=layers)
         return summarize_draws("bits", int(bits), [_evaluate(model, x, y, spec)])
     finally:
-        for name, (b, rule, g) in before.items():
-            set_weight_bits(model, b, scale=rule, grid=g, layers=[name])
+        for name, (b, rule, g, bb) in before.items():
+            set_weight_bits(model, b, scale=rule, grid=g, bias_bits=bb, layers=[name])
 
 
 def evaluate_weight_noise(model: nn.Module, x: Tensor, y: Tensor, snr_db: float, spec: EvalSpec, *,
@@ -294,6 +296,7 @@ def run_sweep(
     seed: int = 0,
     scale: str = "max",
     grid: str = "symmetric",
+    bias_bits: int | None = None,
     layers: list[str] | None = None,
     source: str | None = None,
     progress: bool = True,
@@ -338,7 +341,7 @@ def run_sweep(
     tasks: list[tuple[str, float | int | None, Callable[[], dict[str, Any]]]] = [
         ("baseline", None, lambda: summarize_draws("baseline", None, [_evaluate(model, x, y, spec)]))]
     tasks += [("bits", b, lambda b=b: evaluate_bits(model, x, y, b, spec, scale=scale, grid=grid,
-                                                          layers=layers))
+                                                          bias_bits=bias_bits, layers=layers))
               for b in bits]
     tasks += [("snr", v, lambda v=v: evaluate_weight_noise(model, x, y, v, spec, draws=draws, seed=seed,
                                                            layers=layers, on_draw=bar.update))
@@ -448,6 +451,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="clipping rule of the --bits quantiser: max (default) or mse (see tcsnn.quant)")
     p.add_argument("--grid", default="symmetric", choices=GRIDS,
                    help="code range of the --bits quantiser: symmetric [-L, L] (default) or full [-L, L+1]")
+    p.add_argument("--bias-bits", type=int, default=None,
+                   help="width of the bias codes on each neuron's step, e.g. 16; must hold bias/step "
+                        "(default: the bias is one more weight of its row)")
     p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", default=None,
@@ -494,6 +500,7 @@ def run_cli(args: argparse.Namespace) -> int:
     for j in jitter:
         check_jitter(j)
     check_draws(args.draws)
+    check_bias_bits(args.bias_bits)
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.limit is not None and args.limit < 1:
@@ -522,16 +529,18 @@ def run_cli(args: argparse.Namespace) -> int:
     settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
                 "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
                 "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,
-                "layers": layers,
+                "bias_bits": args.bias_bits, "layers": layers,
                 "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}
     out = Path(args.out)
     doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
-                    draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid, layers=layers,
+                    draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid,
+                    bias_bits=args.bias_bits, layers=layers,
                     source=str(ckpt_path.resolve()),
                     progress=not args.no_progress)
     if args.save_quantized:
         for b in bits:
-            save_quantized(export_quantized(model, b, scale=args.scale, grid=args.grid, model_name=source["model"],
+            save_quantized(export_quantized(model, b, scale=args.scale, grid=args.grid, bias_bits=args.bias_bits,
+                                            model_name=source["model"],
                                             model_kwargs=source["model_kwargs"], config=cfg),
                            out / f"quantized-{b}bit.pt")
     write_csv(doc, out / "robustness.csv")

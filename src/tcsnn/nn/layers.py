@@ -29,8 +29,8 @@ def init_spiking_weight_(weight: Tensor, bias: Tensor | None, *, mean_sum: float
 class _SpikingLayer(nn.Module):
     """What spiking conv / linear layers share: ``weight``/``bias`` and the optional weight quantisation.
 
-    ``weight_bits`` (None = full precision), ``weight_scale`` ("max" or "mse") and ``weight_grid``
-    ("symmetric" or "full") make the forward use
+    ``weight_bits`` (None = full precision), ``weight_scale`` ("max" or "mse"), ``weight_grid``
+    ("symmetric" or "full") and ``bias_bits`` (None = the bias on its row's b-bit codes) make the forward use
     quantised weights (straight-through gradient, :mod:`tcsnn.quant`); they are plain attributes, not in the
     state_dict, so checkpoints keep their plain ``weight``/``bias`` keys.
     """
@@ -44,6 +44,7 @@ class _SpikingLayer(nn.Module):
         self.weight_bits: int | None = None
         self.weight_scale: str = "max"
         self.weight_grid: str = "symmetric"
+        self.bias_bits: int | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -52,12 +53,13 @@ class _SpikingLayer(nn.Module):
     def forward_weights(self) -> tuple[Tensor, Tensor | None]:
         """``(weight, bias)`` as the forward uses them (quantised when ``weight_bits`` is set)."""
         return fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale,
-                             grid=self.weight_grid)
+                             grid=self.weight_grid, bias_bits=self.bias_bits)
 
     def _bits_repr(self) -> str:
         if self.weight_bits is None:
             return ""
-        return f", weight_bits={self.weight_bits} ({self.weight_scale}, {self.weight_grid})"
+        wide = "" if self.bias_bits is None else f", bias_bits={self.bias_bits}"
+        return f", weight_bits={self.weight_bits} ({self.weight_scale}, {self.weight_grid}{wide})"
 
 
 class SpikingLinear(_SpikingLayer):
