@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import TINY, tiny_model
+from tcsnn import quant as quant_module
 from tcsnn.checkpoint import FORMAT, VERSION, load_model, save_atomic
 from tcsnn.engine import TrainConfig, train
 from tcsnn.nn import SpikingConv2d, SpikingLinear
@@ -351,3 +352,21 @@ def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
     assert set(get_weight_bits(model).values()) == {(4, "max", "symmetric", None)}
     # the checkpoint keeps full-precision weights; the 4-bit forward is what the run evaluated
     assert torch.unique(model[3].weight.detach()).numel() > 2**4
+
+
+def test_engine_trains_and_reloads_with_wide_bias_codes(tmp_path, monkeypatch):
+    """quant_bias_bits reaches the forward during training, and load_model restores it with the last width."""
+    cfg = get_recipe("digits", epochs=2, quant_bits=[2], quant_scale="mse", quant_grid="full", quant_bias_bits=16)
+    seen = []
+    original = quant_module._FakeQuantize.apply
+
+    def spy(*args):
+        seen.append(args[-1])  # the bias_bits argument
+        return original(*args)
+
+    monkeypatch.setattr(quant_module._FakeQuantize, "apply", spy)
+    train(cfg, tmp_path / "wide", progress=False)
+    monkeypatch.undo()
+    assert seen and set(seen) == {16}
+    model, _ = load_model(tmp_path / "wide" / "checkpoint.pt")
+    assert set(get_weight_bits(model).values()) == {(2, "mse", "full", 16)}

@@ -265,36 +265,23 @@ def test_cli_sweep_end_to_end_with_resume(digits_run, tmp_path, monkeypatch, cap
         robustness.run_cli(cli_args(digits_run, out, draws=3, limit=150))
 
 
-def test_cli_grid_reaches_the_quantiser_and_the_export(digits_run, tmp_path):
-    """--grid full: the 2-bit row equals evaluate_bits(grid="full"), the setting and the export record it."""
-    out = tmp_path / "full"
+@pytest.mark.parametrize("flag, value, kwargs", [("--grid", "full", {"grid": "full"}),
+                                                  ("--bias-bits", "8", {"bias_bits": 8})])
+def test_cli_quantiser_options_reach_the_quantiser_and_the_export(digits_run, tmp_path, flag, value, kwargs):
+    """--grid / --bias-bits: the 2-bit row equals evaluate_bits(**kwargs); the setting and the export record it."""
+    out = tmp_path / "q"
     argv = ["robustness", "--checkpoint", str(digits_run), "--out", str(out), "--bits", "2", "--scale", "mse",
-            "--grid", "full", "--snr", "", "--jitter", "", "--limit", "100", "--save-quantized", "--no-progress"]
+            flag, value, "--snr", "", "--jitter", "", "--limit", "100", "--save-quantized", "--no-progress"]
     assert main(argv) == 0
     doc = json.loads((out / "robustness.json").read_text())
-    assert doc["settings"]["grid"] == "full"
+    (key, setting), = kwargs.items()
+    assert doc["settings"][key] == setting
     model, cfg = load_model(digits_run)
     x, y = load_arrays("digits", None, train=False)
     spec = robustness.EvalSpec(encoding=cfg["encoding"], alpha=cfg["alpha"])
-    expected = evaluate_bits(model, x[:100], y[:100], 2, spec, scale="mse", grid="full")["mean_accuracy"]
-    row = next(r for r in doc["rows"] if r["kind"] == "bits")
-    assert row["mean_accuracy"] == expected
-    export = torch.load(out / "quantized-2bit.pt", weights_only=True)
-    codes = torch.cat([layer["codes"].flatten() for layer in export["layers"].values()])
-    assert export["grid"] == "full" and int(codes.min()) >= -1 and int(codes.max()) == 2
-
-
-def test_cli_bias_bits_reaches_the_quantiser_and_the_export(digits_run, tmp_path):
-    """--bias-bits 8: the 2-bit row equals evaluate_bits(bias_bits=8); the setting and the export record it."""
-    out = tmp_path / "wide"
-    argv = ["robustness", "--checkpoint", str(digits_run), "--out", str(out), "--bits", "2", "--scale", "mse",
-            "--bias-bits", "8", "--snr", "", "--jitter", "", "--limit", "100", "--save-quantized", "--no-progress"]
-    assert main(argv) == 0
-    doc = json.loads((out / "robustness.json").read_text())
-    assert doc["settings"]["bias_bits"] == 8
-    model, cfg = load_model(digits_run)
-    x, y = load_arrays("digits", None, train=False)
-    spec = robustness.EvalSpec(encoding=cfg["encoding"], alpha=cfg["alpha"])
-    expected = evaluate_bits(model, x[:100], y[:100], 2, spec, scale="mse", bias_bits=8)["mean_accuracy"]
+    expected = evaluate_bits(model, x[:100], y[:100], 2, spec, scale="mse", **kwargs)["mean_accuracy"]
     assert next(r for r in doc["rows"] if r["kind"] == "bits")["mean_accuracy"] == expected
-    assert torch.load(out / "quantized-2bit.pt", weights_only=True)["bias_bits"] == 8
+    export = torch.load(out / "quantized-2bit.pt", weights_only=True)
+    assert export[key] == setting
+    codes = torch.cat([layer["codes"].flatten() for layer in export["layers"].values()])
+    assert int(codes.min()) >= -1 and int(codes.max()) == (2 if key == "grid" else 1)  # 2 bits: ternary or full

@@ -38,7 +38,7 @@ constant per neuron.  :func:`tcsnn.circuit.quantize_weights` uses the same per-r
 
 **Wider bias codes** (``bias_bits=``, default None).  With None the bias is one more b-bit code of its row
 and takes part in the step fit.  Trained biases are often many steps large (in the MNIST network's second
-layer 5-14 steps of the 2-bit grid), and a 2-bit bias code clips them to ``2 s_j``.  An integer
+layer up to 20 steps of the 2-bit grid), and a 2-bit bias code clips them to ``2 s_j``.  An integer
 ``bias_bits`` keeps the bias on the same step ``s_j`` (no second constant) but gives it its own code range,
 ``k_bias = clamp(round(b_j / s_j), code_range(bias_bits))``, the way integer inference keeps a wider bias
 accumulator beside narrow weights; the step is then fitted to the weights alone.  (A row whose weights are
