@@ -169,6 +169,11 @@ def _mse_step(w: Tensor, lo: int, hi: int) -> Tensor:
     return step
 
 
+def _fit_step(w: Tensor, lo: int, hi: int, scale: str) -> Tensor:
+    """Per-row step of rows ``w`` (out, n) float64 by the ``scale`` rule (:data:`SCALES`) -> (out,)."""
+    return _max_step(w, lo, hi) if scale == "max" else _mse_step(w, lo, hi)
+
+
 def check_bias_bits(bias_bits: object) -> int | None:
     """``bias_bits`` as an int (or None = the bias is one more b-bit weight of its row); ValueError otherwise."""
     return None if bias_bits is None else check_bits(bias_bits)
@@ -199,7 +204,7 @@ def quantize(weight: Tensor, bias: Tensor | None, bits: int, *, scale: str = "ma
         if bias_bits is not None:
             return _quantize_wide_bias(weight, w, b, lo, hi, scale, code_range(bias_bits, grid))
         w = torch.cat([w, b], dim=1)  # (out, fan_in + 1)
-    step = _max_step(w, lo, hi) if scale == "max" else _mse_step(w, lo, hi)  # (out,)
+    step = _fit_step(w, lo, hi, scale)  # (out,)
     codes = _codes(w, step, lo, hi).to(_code_dtype(hi))
     if bias is not None:
         return QuantizedWeights(codes[:, :-1].reshape(weight.shape), codes[:, -1].clone(), step)
@@ -212,7 +217,7 @@ def _quantize_wide_bias(weight: Tensor, w: Tensor, b: Tensor, lo: int, hi: int, 
 
     A row whose weights are all zero takes the smallest step that puts its bias on the bias codes unclipped.
     """
-    step = _max_step(w, lo, hi) if scale == "max" else _mse_step(w, lo, hi)  # (out,)
+    step = _fit_step(w, lo, hi, scale)  # (out,)
     step = torch.where(step > 0, step, _max_step(b, *bias_range))
     codes = _codes(w, step, lo, hi).to(_code_dtype(hi)).reshape(weight.shape)
     bias_codes = _codes(b, step, *bias_range)[:, 0].to(_code_dtype(bias_range[1]))
