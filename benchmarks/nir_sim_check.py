@@ -13,7 +13,7 @@ from norse.torch.functional.iaf import IAFFeedForwardState
 from torch import nn
 
 from tcsnn.functional import encode
-from tcsnn.nir_export import write_nir
+from tcsnn.neuromorphic.nir import write_nir
 from tcsnn.nn import SpikingLinear
 
 

@@ -91,8 +91,8 @@ def test_weight_sum_penalty_counts_rows_below_beta_with_bias():
 
 def test_the_default_loss_is_the_one_that_trains(tmp_path):
     """5 epochs of the digits demo with each loss: only "ce" trains well; "paper" silences output neurons."""
-    from tcsnn.engine import train
-    from tcsnn.recipes import get_recipe
+    from tcsnn.train.engine import train
+    from tcsnn.train.recipes import get_recipe
 
     last = {kind: train(get_recipe("digits", epochs=5, loss=kind), tmp_path / kind, progress=False) for kind in LOSSES}
     acc = {kind: m["test_accuracy"] for kind, m in last.items()}

@@ -10,12 +10,14 @@ import torch
 
 from helpers import tiny_model
 from tcsnn import robustness
-from tcsnn.checkpoint import load_model
+from tcsnn.commands import robustness as robustness_cli
+from tcsnn.train.checkpoint import load_model
 from tcsnn.cli import main
+from tcsnn.commands.robustness import parse_list
 from tcsnn.data import load_arrays
-from tcsnn.evaluate import evaluate
+from tcsnn.metrics import evaluate
 from tcsnn.quant import fake_quantize, get_weight_bits, select_layers, set_weight_bits
-from tcsnn.recipes import get_recipe
+from tcsnn.train.recipes import get_recipe
 from tcsnn.robustness import (
     EvalSpec,
     add_weight_noise,
@@ -28,7 +30,6 @@ from tcsnn.robustness import (
     evaluate_weight_noise,
     jitter_spike_times,
     noisy_weights,
-    parse_list,
     weight_power,
 )
 
@@ -42,7 +43,7 @@ def digits_run(tmp_path_factory):
     """A 2-epoch digits checkpoint (a few seconds) shared by the CLI tests."""
     folder = tmp_path_factory.mktemp("digits") / "run"
     torch.manual_seed(0)
-    from tcsnn.engine import train
+    from tcsnn.train.engine import train
 
     train(get_recipe("digits", epochs=2), folder, progress=False)
     return folder / "checkpoint.pt"
@@ -190,7 +191,7 @@ def test_parse_list():
 
 def cli_args(checkpoint, out, **kw) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    robustness.add_cli_arguments(parser)
+    robustness_cli.add_cli_arguments(parser)
     argv = ["--checkpoint", str(checkpoint), "--out", str(out), "--no-progress"]
     for k, v in kw.items():
         argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
@@ -206,16 +207,16 @@ def cli_args(checkpoint, out, **kw) -> argparse.Namespace:
 )
 def test_bad_cli_arguments(digits_run, tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
-        robustness.run_cli(cli_args(digits_run, tmp_path / "out", **kw))
+        robustness_cli.run_cli(cli_args(digits_run, tmp_path / "out", **kw))
     assert not (tmp_path / "out" / "robustness.json").exists()
 
 
 def test_bad_checkpoint_file(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a readable"):
-        robustness.run_cli(cli_args(tmp_path / "junk.pt", tmp_path / "out"))
+        robustness_cli.run_cli(cli_args(tmp_path / "junk.pt", tmp_path / "out"))
     with pytest.raises(FileNotFoundError):
-        robustness.run_cli(cli_args(tmp_path / "nope.pt", tmp_path / "out"))
+        robustness_cli.run_cli(cli_args(tmp_path / "nope.pt", tmp_path / "out"))
 
 
 # --------------------------------------------------------------------------------------------- the CLI
@@ -262,7 +263,7 @@ def test_cli_sweep_end_to_end_with_resume(digits_run, tmp_path, monkeypatch, cap
     assert [r for r in doc2["rows"] if r["value"] != 20.0] == doc["rows"]
     # other settings in the same folder are refused
     with pytest.raises(ValueError, match="draws differ"):
-        robustness.run_cli(cli_args(digits_run, out, draws=3, limit=150))
+        robustness_cli.run_cli(cli_args(digits_run, out, draws=3, limit=150))
 
 
 @pytest.mark.parametrize("flag, value, kwargs", [("--grid", "full", {"grid": "full"}),

@@ -1,4 +1,4 @@
-"""The ``tcsnn`` command line.  Each sub-command lives in the module that owns its concept.
+"""The ``tcsnn`` command line: a dispatcher over :mod:`tcsnn.commands`, one module per sub-command.
 
 Every module listed in ``COMMANDS`` exposes ``add_cli_arguments(parser)`` and ``run_cli(args) -> int`` and
 keeps heavy imports inside functions so that ``tcsnn --help`` starts fast.
@@ -12,13 +12,14 @@ import sys
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("tcsnn.engine", "train a registered recipe (default: the offline 8x8-digits demo)"),
-    "eval": ("tcsnn.evaluate", "evaluate a checkpoint: accuracy, sparsity, energy, decision time"),
-    "report": ("tcsnn.report", "per-epoch table and training curves (PNG) of a run folder"),
-    "robustness": ("tcsnn.robustness", "sweep weight bits, weight-noise SNR and input jitter for a checkpoint"),
-    "simulate": ("tcsnn.sim", "run a checkpoint as an exact event-driven simulation"),
-    "circuit": ("tcsnn.circuit", "phase-domain (VCO/PLL) neuron circuit: tracking and Table 3 jitter study"),
-    "export-nir": ("tcsnn.nir_export", "export a checkpoint to the Neuromorphic Intermediate Representation"),
+    "train": ("tcsnn.commands.train", "train a registered recipe (default: the offline 8x8-digits demo)"),
+    "eval": ("tcsnn.commands.eval", "evaluate a checkpoint: accuracy, sparsity, energy, decision time"),
+    "report": ("tcsnn.commands.report", "per-epoch table and training curves (PNG) of a run folder"),
+    "robustness": ("tcsnn.commands.robustness",
+                   "sweep weight bits, weight-noise SNR and input jitter for a checkpoint"),
+    "simulate": ("tcsnn.commands.simulate", "run a checkpoint as an exact event-driven simulation"),
+    "circuit": ("tcsnn.commands.circuit", "phase-domain (VCO/PLL) neuron circuit: tracking and Table 3 jitter study"),
+    "export-nir": ("tcsnn.commands.export_nir", "export a checkpoint to the Neuromorphic Intermediate Representation"),
 }
 
 

@@ -21,7 +21,7 @@ its own power and hence its own ``sigma``.
 .. math::  t' = \max(0,\ t (1 + l \varepsilon)), \quad \varepsilon \sim \mathcal N(0, 1)
 
 independently per input and image, so the relative jitter ``|t' - t| / t`` has root-mean-square ``l``
-(the paper's ``|dt| / t``; :func:`tcsnn.circuit.jitter_inputs` uses a fixed magnitude ``l`` with random
+(the paper's ``|dt| / t``; :func:`tcsnn.neuromorphic.circuit.jitter_inputs` uses a fixed magnitude ``l`` with random
 sign instead).  A spike cannot move before the t = 0 reference (the bias spike), hence the clamp; it
 matters only when ``l`` is large (``P(\varepsilon < -1/l)``).  Inputs that never spike stay silent, and
 ``l = 0`` returns the input unchanged.
@@ -31,15 +31,13 @@ matters only when ``l`` is large (``P(\varepsilon < -1/l)``).  Inputs that never
 the same standard-normal pattern, only scaled (smoother curves, repeatable runs).  Reported: the mean
 and the sample standard deviation (``ddof = 1``; 0 for a single draw) of the test accuracy.
 
-The ``tcsnn robustness`` command sweeps all three, writes ``robustness.json`` / ``robustness.csv`` and
-PNG plots into ``--out``, and resumes: rows already in ``robustness.json`` (same checkpoint and settings)
-are not computed again.
+The ``tcsnn robustness`` command (:mod:`tcsnn.commands.robustness`) sweeps all three, writes
+``robustness.json`` / ``robustness.csv`` and PNG plots into ``--out``, and resumes: rows already in
+``robustness.json`` (same checkpoint and settings) are not computed again.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import math
 import sys
@@ -53,10 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn.quant import (
-    GRIDS,
     QUANT_FORMAT,
-    SCALES,
-    check_bias_bits,
     check_bits,
     check_grid,
     check_scale,
@@ -199,7 +194,7 @@ class EvalSpec:
 
 def _evaluate(model: nn.Module, x: Tensor, y: Tensor, spec: EvalSpec,
               transform: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
-    from tcsnn.evaluate import evaluate
+    from tcsnn.metrics import evaluate
 
     return evaluate(model, x, y, encoding=spec.encoding, alpha=spec.alpha, batch_size=spec.batch_size,
                     dtype=spec.dtype, input_transform=transform)
@@ -427,56 +422,11 @@ def format_table(doc: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def parse_list(text: str, name: str, convert: Callable[[str], Any]) -> list[Any]:
-    """Comma-separated values; an empty string is an empty list (that sweep is skipped)."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    try:
-        return [convert(s) for s in items]
-    except ValueError as exc:
-        raise ValueError(f"{name} expects comma-separated numbers (or '' to skip), got {text!r}") from exc
-
-
-def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint of `tcsnn train`, or a quantised model written with --save-quantized")
-    p.add_argument("--out", required=True, help="folder for robustness.json/.csv and the plots (resumable)")
-    p.add_argument("--data-root", default=None, help="data folder (default: the one recorded in the checkpoint)")
-    p.add_argument("--bits", default=",".join(map(str, DEFAULT_BITS)),
-                   help="post-training weight bit widths, >= 2 ('' skips; default %(default)s)")
-    p.add_argument("--snr", default=",".join(f"{s:g}" for s in DEFAULT_SNR_DB),
-                   help="weight-noise SNRs in dB ('' skips; default %(default)s)")
-    p.add_argument("--jitter", default=",".join(f"{j:g}" for j in DEFAULT_JITTER),
-                   help="relative input spike-time jitter levels, >= 0 ('' skips; default %(default)s)")
-    p.add_argument("--scale", default="max", choices=SCALES,
-                   help="clipping rule of the --bits quantiser: max (default) or mse (see tcsnn.quant)")
-    p.add_argument("--grid", default="symmetric", choices=GRIDS,
-                   help="code range of the --bits quantiser: symmetric [-L, L] (default) or full [-L, L+1]")
-    p.add_argument("--bias-bits", type=int, default=None,
-                   help="width of the bias codes on each neuron's step, e.g. 16; must hold bias/step "
-                        "(default: the bias is one more weight of its row)")
-    p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layers", default=None,
-                   help="comma-separated spiking layer names (e.g. 0,3) to quantise / perturb (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N test images")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--save-quantized", action="store_true",
-                   help="also write OUT/quantized-<b>bit.pt (integer codes + scales) for every --bits width")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """A training checkpoint or a quantised export -> ``(model, run config, {model, model_kwargs})``."""
-    from tcsnn.checkpoint import load_model, read_torch_file
-    from tcsnn.quant import load_quantized_model
+    from tcsnn._io import read_torch_file
+    from tcsnn.quant.export import load_quantized_model
+    from tcsnn.train.checkpoint import load_model
 
     head = read_torch_file(path)
     if isinstance(head, dict) and head.get("format") == QUANT_FORMAT:
@@ -484,68 +434,3 @@ def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any
     else:
         model, config = load_model(path)  # validates the checkpoint format
     return model, config, {"model": head["model"], "model_kwargs": head["model_kwargs"]}
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from tcsnn.data import load_arrays
-    from tcsnn.quant import export_quantized, save_quantized
-
-    bits = parse_list(args.bits, "--bits", int)
-    snr_db = parse_list(args.snr, "--snr", float)
-    jitter = parse_list(args.jitter, "--jitter", float)
-    for b in bits:
-        check_bits(b)
-    for s in snr_db:
-        check_snr_db(s)
-    for j in jitter:
-        check_jitter(j)
-    check_draws(args.draws)
-    check_bias_bits(args.bias_bits)
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    layers = None if args.layers is None else [s.strip() for s in args.layers.split(",") if s.strip()]
-    if layers is not None and not layers:
-        raise ValueError("--layers needs at least one layer name")
-    if args.save_quantized and layers is not None:
-        raise ValueError("--save-quantized exports every layer; it cannot be combined with --layers")
-
-    ckpt_path = Path(args.checkpoint)
-    model, cfg, source = load_any(ckpt_path)
-    if layers is not None:
-        select_layers(model, layers)
-    for key in ("dataset", "encoding", "alpha"):
-        if key not in cfg:
-            raise ValueError(f"{ckpt_path}: the run config has no {key!r}; cannot rebuild the test inputs")
-    root = args.data_root if args.data_root is not None else cfg.get("data_root")
-    x, y = load_arrays(cfg["dataset"], root, train=False)
-    if args.limit is not None:
-        x, y = x[: args.limit], y[: args.limit]
-    spec = EvalSpec(encoding=cfg["encoding"], alpha=float(cfg["alpha"]), batch_size=args.batch_size,
-                    dtype=getattr(torch, cfg.get("dtype", "float32")))
-    settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
-                "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
-                "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,
-                "bias_bits": args.bias_bits, "layers": layers,
-                "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}
-    out = Path(args.out)
-    doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
-                    draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid,
-                    bias_bits=args.bias_bits, layers=layers,
-                    source=str(ckpt_path.resolve()),
-                    progress=not args.no_progress)
-    if args.save_quantized:
-        for b in bits:
-            save_quantized(export_quantized(model, b, scale=args.scale, grid=args.grid, bias_bits=args.bias_bits,
-                                            model_name=source["model"],
-                                            model_kwargs=source["model_kwargs"], config=cfg),
-                           out / f"quantized-{b}bit.pt")
-    write_csv(doc, out / "robustness.csv")
-    plots = plot_sweeps(doc, out)
-    print(format_table(doc))
-    print(f"wrote {out / 'robustness.json'}, {out / 'robustness.csv'}"
-          + "".join(f", {p.name}" for p in plots), file=sys.stderr)
-    return 0

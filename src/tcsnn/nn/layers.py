@@ -8,8 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn.functional import spike as _sp
-from tcsnn.functional.encode import encode
-from tcsnn.quant import fake_quantize
+from tcsnn.quant.quantizer import fake_quantize
 
 
 def init_spiking_weight_(weight: Tensor, bias: Tensor | None, *, mean_sum: float = 2.0) -> None:
@@ -131,34 +130,3 @@ class SpikingMaxPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
-
-
-class SpikeEncoder(nn.Module):
-    """Pixels p in [0, 1] -> input spike values z by a named encoding (see :mod:`tcsnn.functional.encode`)."""
-
-    kind: str = "inverted"
-
-    def __init__(self, alpha: float, kind: str | None = None) -> None:
-        super().__init__()
-        self.alpha = alpha
-        if kind is not None:
-            self.kind = kind
-        encode(torch.zeros(1), self.kind, alpha)  # validates kind and alpha now, not at the first batch
-
-    def forward(self, p: Tensor) -> Tensor:
-        return encode(p, self.kind, self.alpha)
-
-    def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, alpha={self.alpha}"
-
-
-class InvertedEncoder(SpikeEncoder):
-    """z = exp(alpha (1 - p)): bright pixels spike first (the paper's MNIST encoding)."""
-
-    kind = "inverted"
-
-
-class DirectEncoder(SpikeEncoder):
-    """z = exp(alpha p): dark pixels spike first (the paper's CIFAR encoding)."""
-
-    kind = "direct"

@@ -1,0 +1,46 @@
+"""``tcsnn export-nir``: export a checkpoint to the Neuromorphic Intermediate Representation.
+
+The library part is :mod:`tcsnn.neuromorphic.nir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tcsnn.neuromorphic.nir import BIAS_MAPPINGS  # numpy only: no torch at parser time
+
+
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `tcsnn train`")
+    p.add_argument("--out", required=True, help="NIR file to write (HDF5, e.g. model.nir)")
+    p.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
+                   help="one sample's shape without the batch axis, e.g. 1 28 28 "
+                        "(default: from the checkpoint)")
+    p.add_argument("--bias", choices=BIAS_MAPPINGS, default="spike",
+                   help="'current': NIR Affine bias, a constant current (approximate); 'spike': exact, extra "
+                        "'<layer>.t0' inputs that spike once at t = 0 (default: spike)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from tcsnn.cli import CLIError
+    from tcsnn.neuromorphic.nir import _import_nir, _layers, infer_input_shape, write_nir
+    from tcsnn.train.checkpoint import load_checkpoint, load_model
+
+    try:
+        _import_nir()
+    except ModuleNotFoundError as exc:
+        raise CLIError(str(exc)) from exc
+    model, config = load_model(args.checkpoint)
+    if args.input_shape is not None:
+        shape = tuple(args.input_shape)
+    else:
+        ckpt = load_checkpoint(args.checkpoint)
+        shape = infer_input_shape(model, ckpt["model"], ckpt["model_kwargs"])
+    encoding = {"kind": config["encoding"], "alpha": config["alpha"]}  # a run config holds them flat
+    graph = write_nir(model, args.out, input_shape=shape, encoding=encoding, bias=args.bias)
+    print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, input shape {shape}, "
+          f"bias mapping {args.bias!r}")
+    if args.bias == "current" and any(getattr(m, "bias", None) is not None for _, m in _layers(model)):
+        print("note: biases are exported as constant NIR currents, which only approximates tcsnn's t = 0 "
+              "bias spike; --bias spike is exact (see the graph metadata)")
+    return 0

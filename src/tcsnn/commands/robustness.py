@@ -1,0 +1,152 @@
+"""``tcsnn robustness``: sweep weight bits, weight-noise SNR and input jitter for a checkpoint.
+
+The library part is :mod:`tcsnn.robustness`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# The defaults of :func:`tcsnn.robustness.run_sweep` and the rules of :mod:`tcsnn.quant`, spelled out here so that
+# building the parser does not import torch (tests/test_cli.py checks they agree).
+DEFAULT_BITS = "32,16,8,4,2"
+DEFAULT_SNR_DB = "10,15,20,25,30,35,40"
+DEFAULT_JITTER = "0.01,0.02,0.05,0.1,0.2"
+SCALES = ("max", "mse")
+GRIDS = ("symmetric", "full")
+
+
+def parse_list(text: str, name: str, convert: Callable[[str], Any]) -> list[Any]:
+    """Comma-separated values; an empty string is an empty list (that sweep is skipped)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    try:
+        return [convert(s) for s in items]
+    except ValueError as exc:
+        raise ValueError(f"{name} expects comma-separated numbers (or '' to skip), got {text!r}") from exc
+
+
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint of `tcsnn train`, or a quantised model written with --save-quantized")
+    p.add_argument("--out", required=True, help="folder for robustness.json/.csv and the plots (resumable)")
+    p.add_argument("--data-root", default=None, help="data folder (default: the one recorded in the checkpoint)")
+    p.add_argument("--bits", default=DEFAULT_BITS,
+                   help="post-training weight bit widths, >= 2 ('' skips; default %(default)s)")
+    p.add_argument("--snr", default=DEFAULT_SNR_DB,
+                   help="weight-noise SNRs in dB ('' skips; default %(default)s)")
+    p.add_argument("--jitter", default=DEFAULT_JITTER,
+                   help="relative input spike-time jitter levels, >= 0 ('' skips; default %(default)s)")
+    p.add_argument("--scale", default="max", choices=SCALES,
+                   help="clipping rule of the --bits quantiser: max (default) or mse (see tcsnn.quant)")
+    p.add_argument("--grid", default="symmetric", choices=GRIDS,
+                   help="code range of the --bits quantiser: symmetric [-L, L] (default) or full [-L, L+1]")
+    p.add_argument("--bias-bits", type=int, default=None,
+                   help="width of the bias codes on each neuron's step, e.g. 16; must hold bias/step "
+                        "(default: the bias is one more weight of its row)")
+    p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layers", default=None,
+                   help="comma-separated spiking layer names (e.g. 0,3) to quantise / perturb (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--save-quantized", action="store_true",
+                   help="also write OUT/quantized-<b>bit.pt (integer codes + scales) for every --bits width")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    import torch
+
+    from tcsnn.data import load_arrays
+    from tcsnn.quant import (
+        check_bias_bits,
+        check_bits,
+        export_quantized,
+        get_weight_bits,
+        save_quantized,
+        select_layers,
+    )
+    from tcsnn.robustness import (
+        EvalSpec,
+        check_draws,
+        check_jitter,
+        check_snr_db,
+        format_table,
+        load_any,
+        plot_sweeps,
+        run_sweep,
+        write_csv,
+    )
+
+    bits = parse_list(args.bits, "--bits", int)
+    snr_db = parse_list(args.snr, "--snr", float)
+    jitter = parse_list(args.jitter, "--jitter", float)
+    for b in bits:
+        check_bits(b)
+    for s in snr_db:
+        check_snr_db(s)
+    for j in jitter:
+        check_jitter(j)
+    check_draws(args.draws)
+    check_bias_bits(args.bias_bits)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    layers = None if args.layers is None else [s.strip() for s in args.layers.split(",") if s.strip()]
+    if layers is not None and not layers:
+        raise ValueError("--layers needs at least one layer name")
+    if args.save_quantized and layers is not None:
+        raise ValueError("--save-quantized exports every layer; it cannot be combined with --layers")
+
+    ckpt_path = Path(args.checkpoint)
+    model, cfg, source = load_any(ckpt_path)
+    if layers is not None:
+        select_layers(model, layers)
+    for key in ("dataset", "encoding", "alpha"):
+        if key not in cfg:
+            raise ValueError(f"{ckpt_path}: the run config has no {key!r}; cannot rebuild the test inputs")
+    root = args.data_root if args.data_root is not None else cfg.get("data_root")
+    x, y = load_arrays(cfg["dataset"], root, train=False)
+    if args.limit is not None:
+        x, y = x[: args.limit], y[: args.limit]
+    spec = EvalSpec(encoding=cfg["encoding"], alpha=float(cfg["alpha"]), batch_size=args.batch_size,
+                    dtype=getattr(torch, cfg.get("dtype", "float32")))
+    settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
+                "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
+                "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,
+                "bias_bits": args.bias_bits, "layers": layers,
+                "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}
+    out = Path(args.out)
+    doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
+                    draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid,
+                    bias_bits=args.bias_bits, layers=layers,
+                    source=str(ckpt_path.resolve()),
+                    progress=not args.no_progress)
+    if args.save_quantized:
+        for b in bits:
+            save_quantized(export_quantized(model, b, scale=args.scale, grid=args.grid, bias_bits=args.bias_bits,
+                                            model_name=source["model"],
+                                            model_kwargs=source["model_kwargs"], config=cfg),
+                           out / f"quantized-{b}bit.pt")
+    write_csv(doc, out / "robustness.csv")
+    plots = plot_sweeps(doc, out)
+    print(format_table(doc))
+    print(f"wrote {out / 'robustness.json'}, {out / 'robustness.csv'}"
+          + "".join(f", {p.name}" for p in plots), file=sys.stderr)
+    return 0

@@ -1,0 +1,107 @@
+"""``tcsnn train``: train a registered recipe into a run folder (:func:`tcsnn.train.engine.train`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tcsnn.train.config import TrainConfig  # light: dataclasses only, no torch
+
+
+def add_cli_arguments(p: argparse.ArgumentParser) -> None:
+    from tcsnn.train.recipes import list_recipes
+
+    p.add_argument("--recipe", default=None, help=f"one of: {', '.join(list_recipes())} (default: digits)")
+    p.add_argument("--data-root", default=None, help="folder with the data set files (not needed for digits)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<recipe>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--loss", default=None, help="ce (default), paper or paper_all")
+    p.add_argument("--quant-bits", default=None, help="quantisation-aware training schedule, e.g. 16,8,4")
+    p.add_argument("--quant-epochs-per-step", type=int, default=None)
+    p.add_argument("--quant-scale", default=None, help="quantisation grid scale rule: max (default) or mse")
+    p.add_argument("--quant-grid", default=None,
+                   help="quantisation code range: symmetric [-L, L] (default) or full [-L, L+1] (all 2^b codes)")
+    p.add_argument("--quant-bias-bits", type=int, default=None,
+                   help="width of the bias codes on each neuron's step, e.g. 16; must hold bias/step "
+                        "(default: the bias is one more weight of its row)")
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--config", default=None, help="JSON file of config overrides (flags win over it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, VALUE parsed as JSON (e.g. --set alpha=2.0)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from tcsnn.train.recipes import get_recipe
+
+    overrides: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            overrides.update(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {path} is not valid JSON: {exc}") from exc
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    flags = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+             "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step, "quant_scale": args.quant_scale,
+             "quant_grid": args.quant_grid, "quant_bias_bits": args.quant_bias_bits,
+             "train_limit": args.train_limit, "test_limit": args.test_limit}
+    if args.quant_bits:
+        try:
+            flags["quant_bits"] = [int(b) for b in args.quant_bits.split(",")]
+        except ValueError as exc:
+            raise ValueError(f"--quant-bits expects comma-separated integers, got {args.quant_bits!r}") from exc
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"bad config: unknown keys {unknown}")
+    return get_recipe(args.recipe or "digits", **overrides)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from tcsnn.train.checkpoint import load_checkpoint
+    from tcsnn.train.engine import train
+
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out RUN_DIR (the run folder to continue)")
+    saved = Path(args.out or "") / "checkpoint.pt"
+    if args.resume and saved.exists():
+        # The run's own config is authoritative (recipe defaults may have changed since); only --epochs may
+        # change, and any other flag must agree with it (train() checks).
+        base = TrainConfig.from_dict(load_checkpoint(saved)["config"])
+        cfg = dataclasses.replace(base, epochs=args.epochs or base.epochs)
+        if args.recipe is not None and args.recipe != base.recipe:
+            raise ValueError(f"--resume: {saved} is a {base.recipe!r} run, not {args.recipe!r}")
+        asked = config_from_args(args)
+        for f in ("data_root", "batch_size", "seed", "loss", "quant_bits", "train_limit", "test_limit"):
+            flag = getattr(args, f, None)
+            if flag is not None and getattr(asked, f) != getattr(cfg, f):
+                raise ValueError(f"--resume: {f} is {getattr(cfg, f)!r} in this run; it cannot change to {flag!r}")
+    else:
+        cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"run folder: {out}", file=sys.stderr)
+    last = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(f"final: test accuracy {last.get('test_accuracy', float('nan')):.2%}, "
+          f"neurons spiking {last.get('spike_share', float('nan')):.1%}, "
+          f"energy {last.get('energy_per_image_J', float('nan')) * 1e9:.2f} nJ/image  ({out})")
+    return 0

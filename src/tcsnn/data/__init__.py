@@ -1,0 +1,55 @@
+"""Data: file-format parsers, datasets and the whole-split loader, training transforms."""
+
+from tcsnn.data.datasets import (
+    CIFAR10,
+    DATASETS,
+    DIGITS_PIXEL_MAX,
+    DIGITS_SPLIT_SEED,
+    DIGITS_TRAIN_FRACTION,
+    MNIST,
+    UINT8_PIXEL_MAX,
+    DatasetInfo,
+    Digits8x8,
+    FashionMNIST,
+    dataset_info,
+    load_arrays,
+)
+from tcsnn.data.formats import (
+    CIFAR_CHANNELS,
+    CIFAR_PIXELS,
+    CIFAR_RECORD_BYTES,
+    CIFAR_SIDE,
+    IDX_DTYPES,
+    IDX_IMAGES_MAGIC,
+    IDX_LABELS_MAGIC,
+    read_cifar_bin,
+    read_cifar_pickle,
+    read_idx,
+)
+from tcsnn.data.transforms import random_shift
+
+__all__ = [
+    "CIFAR10",
+    "CIFAR_CHANNELS",
+    "CIFAR_PIXELS",
+    "CIFAR_RECORD_BYTES",
+    "CIFAR_SIDE",
+    "DATASETS",
+    "DIGITS_PIXEL_MAX",
+    "DIGITS_SPLIT_SEED",
+    "DIGITS_TRAIN_FRACTION",
+    "DatasetInfo",
+    "Digits8x8",
+    "FashionMNIST",
+    "IDX_DTYPES",
+    "IDX_IMAGES_MAGIC",
+    "IDX_LABELS_MAGIC",
+    "MNIST",
+    "UINT8_PIXEL_MAX",
+    "dataset_info",
+    "load_arrays",
+    "random_shift",
+    "read_cifar_bin",
+    "read_cifar_pickle",
+    "read_idx",
+]

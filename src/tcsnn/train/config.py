@@ -1,0 +1,114 @@
+"""The run configuration: one dataclass with defaults in code; recipes, a JSON file and CLI flags override it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; defaults in code, recipes and CLI flags override them."""
+
+    recipe: str = "digits"
+    dataset: str = "digits"
+    data_root: str | None = None
+    model: str = "scnn_tiny"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    encoding: str = "inverted"
+    alpha: float = 1.0
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_final: float = 1e-4
+    loss: str = "ce"
+    K: float = 100.0
+    beta: float = 1.0
+    l2: float = 1e-3
+    grad_clip: float = 10.0
+    input_noise: float = 0.0
+    #: translate each training image by a random (dy, dx), each in [-augment_shift, augment_shift] pixels
+    augment_shift: int = 0
+    #: evaluate/ship an exponential moving average of the weights with this decay (None: the raw weights)
+    ema_decay: float | None = None
+    seed: int = 0
+    dtype: str = "float32"
+    backend: str = "auto"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    eval_batch_size: int = 500
+    #: quantisation-aware training: bit widths in order, each held for quant_epochs_per_step epochs, the last
+    #: one until the end (e.g. [16, 8, 4, 2]); None trains in full precision.
+    quant_bits: list[int] | None = None
+    quant_epochs_per_step: int = 1
+    #: how each neuron's quantisation grid is scaled (tcsnn.quant.SCALES): "max" |w| or the "mse"-optimal clip
+    quant_scale: str = "max"
+    #: the quantiser's code range (tcsnn.quant.GRIDS): "symmetric" [-L, L] or "full" [-L, L + 1]
+    quant_grid: str = "symmetric"
+    #: width of the bias codes on each neuron's step (tcsnn.quant): None = the bias is one more quant_bits weight
+    quant_bias_bits: int | None = None
+    #: start from the weights of this checkpoint (e.g. quantisation-aware fine-tuning of a trained model)
+    init_checkpoint: str | None = None
+    #: knowledge distillation: this checkpoint's (frozen) model is the teacher; the classification term becomes
+    #: (1 - distill_weight) * classification + distill_weight * distillation_loss(T = distill_temperature)
+    distill_checkpoint: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        from tcsnn.functional.encode import ENCODINGS
+        from tcsnn.functional.loss import LOSSES
+        from tcsnn.functional.spike import BACKENDS
+        from tcsnn.quant.quantizer import GRIDS, SCALES, check_bias_bits
+
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0"),
+            (self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}"),
+            (self.encoding in ENCODINGS, f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}"),
+            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
+            (self.backend in BACKENDS, f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"),
+            (self.alpha > 0 and math.isfinite(self.alpha), f"alpha must be a finite number > 0, got {self.alpha}"),
+            (self.input_noise >= 0, f"input_noise must be >= 0, got {self.input_noise}"),
+            (self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
+            (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
+            (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
+            (self.quant_scale in SCALES, f"unknown quant_scale {self.quant_scale!r}; choose from {', '.join(SCALES)}"),
+            (self.quant_grid in GRIDS, f"unknown quant_grid {self.quant_grid!r}; choose from {', '.join(GRIDS)}"),
+            (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], got {self.distill_weight}"),
+            (self.distill_temperature > 0, f"distill_temperature must be > 0, got {self.distill_temperature}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"bad config: {msg}")
+        if self.quant_bits is not None and any(int(b) < 2 for b in self.quant_bits):
+            raise ValueError(f"bad config: quant_bits must all be >= 2, got {self.quant_bits}")
+        if self.quant_bias_bits is not None:
+            try:
+                check_bias_bits(self.quant_bias_bits)
+            except ValueError as exc:
+                raise ValueError(f"bad config: quant_bias_bits: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"bad config: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+    def bits_at(self, epoch: int) -> int | None:
+        """Weight bit width used in (0-based) ``epoch``; None = full precision."""
+        from tcsnn.quant.attach import bits_at_epoch
+
+        return bits_at_epoch(self.quant_bits, self.quant_epochs_per_step, epoch)
+
+    def lr_at(self, epoch: int) -> float:
+        """Exponential decay from lr (first epoch) to lr_final (last epoch)."""
+        if self.epochs == 1:
+            return self.lr
+        return self.lr * (self.lr_final / self.lr) ** (epoch / (self.epochs - 1))

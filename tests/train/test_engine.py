@@ -1,0 +1,175 @@
+"""The training engine: run folder contents, repeatability, resume, atomic checkpoints, config errors."""
+
+import json
+
+import pytest
+import torch
+
+from tcsnn.train.checkpoint import load_checkpoint, load_model, save_atomic
+from tcsnn.train.config import TrainConfig
+from tcsnn.train.engine import train
+from tcsnn.train.recipes import get_recipe, list_recipes
+
+FAST = dict(epochs=2, train_limit=320, test_limit=100, batch_size=32)
+
+
+def run(tmp_path, name, **kw):
+    cfg = get_recipe("digits", **{**FAST, **kw})
+    last = train(cfg, tmp_path / name, progress=False)
+    return cfg, last
+
+
+def without_times(metrics):
+    """An epoch's metrics minus the wall-clock fields, which differ between identical runs."""
+    return {k: v for k, v in metrics.items() if k not in ("train_time_s", "epoch_time_s")}
+
+
+def read_metrics(path):
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_folder_holds_config_metrics_checkpoint(tmp_path):
+    cfg, last = run(tmp_path, "a")
+    folder = tmp_path / "a"
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["config"]["recipe"] == "digits" and "torch" in saved["versions"]
+    lines = read_metrics(folder)
+    assert [m["epoch"] for m in lines] == [0, 1]
+    for key in ("test_accuracy", "spike_share", "spike_share_per_layer", "energy_per_image_J",
+                "mean_decision_time", "no_decision_rate", "train_spike_share_per_layer"):
+        assert key in lines[-1]
+    model, config = load_model(folder / "checkpoint.pt")
+    assert config["dataset"] == "digits" and not model.training
+
+
+def test_same_seed_same_run(tmp_path):
+    _, a = run(tmp_path, "a")
+    _, b = run(tmp_path, "b")
+    _, c = run(tmp_path, "c", seed=1)
+    assert without_times(a) == without_times(b)
+    assert a["train_loss"] != c["train_loss"]
+
+
+EMA = {"augment_shift": 1, "ema_decay": 0.9}
+
+
+@pytest.mark.parametrize("extra,old_layout", [({}, False), (EMA, False), (EMA, True)],
+                         ids=["plain", "shift+ema", "shift+ema, older checkpoint layout"])
+def test_resume_equals_uninterrupted_run(tmp_path, capsys, extra, old_layout):
+    """A cut run resumed with a larger --epochs equals the uninterrupted one (and says the lr decay moved).
+
+    Older checkpoints kept the averaged values inside "weight_average" too; they resume the same way.
+    """
+    run(tmp_path, "full", **extra)
+    cfg = get_recipe("digits", **{**FAST, **extra, "epochs": 1})
+    train(cfg, tmp_path / "cut", progress=False)
+    if old_layout:
+        path = tmp_path / "cut" / "checkpoint.pt"
+        ckpt = load_checkpoint(path)
+        ckpt["weight_average"]["params"] = {k: v.clone() for k, v in ckpt["state_dict"].items()}
+        torch.save(ckpt, path)
+    capsys.readouterr()
+    train(get_recipe("digits", **{**FAST, **extra}), tmp_path / "cut", resume=True, progress=False)
+    assert "re-spreads the lr decay" in capsys.readouterr().err
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    for key in ("state_dict", "train_state_dict") if extra else ("state_dict",):
+        for k in full[key]:
+            torch.testing.assert_close(full[key][k], cut[key][k], rtol=0, atol=0)
+    assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [0, 1]
+
+
+def test_weight_average_is_what_is_shipped_and_evaluated(tmp_path):
+    """With ema_decay the checkpoint's model (and the reported accuracy) is the average, not the raw weights."""
+    _, last = run(tmp_path, "ema", ema_decay=0.9)
+    ckpt = load_checkpoint(tmp_path / "ema" / "checkpoint.pt")
+    avg, raw = ckpt["state_dict"], ckpt["train_state_dict"]
+    assert any(not torch.equal(avg[k], raw[k]) for k in avg)
+    assert set(ckpt["weight_average"]) == {"decay", "updates"}  # the averaged values are stored once, as state_dict
+    from tcsnn.data import load_arrays
+    from tcsnn.metrics import evaluate
+
+    model, config = load_model(tmp_path / "ema" / "checkpoint.pt")
+    x, y = load_arrays("digits", None, train=False)
+    again = evaluate(model, x[:100], y[:100], encoding=config["encoding"], alpha=config["alpha"])
+    assert again["test_accuracy"] == last["test_accuracy"]
+
+
+def test_existing_run_needs_resume(tmp_path):
+    run(tmp_path, "a", epochs=1)
+    with pytest.raises(ValueError, match="--resume"):
+        train(get_recipe("digits", **FAST), tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="config differs"):
+        train(get_recipe("digits", **{**FAST, "lr": 0.5}), tmp_path / "a", resume=True, progress=False)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    save_atomic({"x": torch.ones(3)}, path)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_atomic({"x": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path)["x"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a tcsnn checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [({"epochs": 0}, "epochs"), ({"loss": "mse"}, "unknown loss"), ({"encoding": "rate"}, "encoding"),
+     ({"dtype": "float16"}, "dtype"), ({"quant_bits": [8, 1]}, "quant_bits"), ({"alpha": float("nan")}, "alpha"),
+     ({"augment_shift": -1}, "augment_shift"), ({"ema_decay": 1.0}, "ema_decay"),
+     ({"distill_weight": 1.5}, "distill_weight"), ({"distill_temperature": 0}, "distill_temperature")],
+)
+def test_bad_config_is_named(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("imagenet")
+    assert {"digits", "mnist", "fashion-mnist"} <= set(list_recipes())
+
+
+def test_distillation_from_a_teacher_checkpoint(tmp_path):
+    """Weight 0 is exactly the plain fine-tune (the teacher draws no random numbers); weight 1 changes it."""
+    run(tmp_path, "teacher", epochs=1)
+    teacher = str(tmp_path / "teacher" / "checkpoint.pt")
+    _, plain = run(tmp_path, "plain", epochs=1, init_checkpoint=teacher)
+    _, zero = run(tmp_path, "zero", epochs=1, init_checkpoint=teacher, distill_checkpoint=teacher, distill_weight=0.0)
+    _, full = run(tmp_path, "full", epochs=1, init_checkpoint=teacher, distill_checkpoint=teacher, distill_weight=1.0)
+    assert without_times(zero) == without_times(plain)
+    assert full["train_loss"] != plain["train_loss"]
+    with pytest.raises(ValueError, match="alpha"):
+        run(tmp_path, "other-input", epochs=1, alpha=2.0, distill_checkpoint=teacher)
+    assert not (tmp_path / "other-input").exists()
+
+
+def test_lr_decays_from_lr_to_lr_final():
+    cfg = TrainConfig(epochs=50, lr=1e-3, lr_final=1e-4)
+    assert cfg.lr_at(0) == pytest.approx(1e-3) and cfg.lr_at(49) == pytest.approx(1e-4)
+    assert TrainConfig(quant_bits=[16, 8, 4], quant_epochs_per_step=2).bits_at(5) == 4
+
+
+def test_mnist_end_to_end_short(tmp_path, mnist_root):
+    """A short real-MNIST training: 1 epoch on 2,000 images must already beat chance by far."""
+    cfg = get_recipe("mnist", data_root=str(mnist_root), epochs=1, train_limit=2000, test_limit=500)
+    last = train(cfg, tmp_path / "mnist", progress=False)
+    assert last["test_accuracy"] > 0.4  # chance is 0.1; shifts and the weight average slow the first steps
+    assert last["no_decision_rate"] < 0.05
+    assert 0 < last["spike_share"] < 1
