@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tcsnn.nn.introspect import raw_parameter
 from tcsnn.quant import (
     QUANT_FORMAT,
     check_bits,
@@ -141,28 +142,30 @@ def noisy_weights(
 ) -> Iterator[None]:
     """Within the block the spiking layers (or the named ``layers``) run on their effective weights plus noise.
 
-    On exit every weight, bias and ``weight_bits`` is restored exactly, also after an exception.
+    On exit every weight, bias and bit width is restored exactly, also after an exception.
     """
     check_snr_db(snr_db)
-    chosen = [m for _, m in select_layers(model, layers)]
-    saved = [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone(), m.weight_bits)
-             for m in chosen]
+    chosen = select_layers(model, layers)
+    settings = get_weight_bits(model)
+    stored = [(raw_parameter(m, "weight"), raw_parameter(m, "bias")) for _, m in chosen]
+    saved = [(w.detach().clone(), None if b is None else b.detach().clone()) for w, b in stored]
     try:
         with torch.no_grad():
-            for m in chosen:
+            for (name, m), (weight, bias) in zip(chosen, stored, strict=True):
                 w, b = add_weight_noise(*effective_weights(m), snr_db, generator)
-                m.weight.copy_(w)
+                set_weight_bits(model, None, layers=[name])
+                weight.copy_(w)
                 if b is not None:
-                    m.bias.copy_(b)
-                m.weight_bits = None
+                    bias.copy_(b)
         yield
     finally:
         with torch.no_grad():
-            for m, (w, b, bits) in zip(chosen, saved, strict=True):
-                m.weight.copy_(w)
+            for (name, _), (weight, bias), (w, b) in zip(chosen, stored, saved, strict=True):
+                weight.copy_(w)
                 if b is not None:
-                    m.bias.copy_(b)
-                m.weight_bits = bits
+                    bias.copy_(b)
+                bits, scale, grid, bias_bits = settings[name]
+                set_weight_bits(model, bits, scale=scale, grid=grid, bias_bits=bias_bits, layers=[name])
 
 
 def jitter_spike_times(z: Tensor, level: float, generator: torch.Generator) -> Tensor:

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tcsnn.train.checkpoint import save_atomic
 from tcsnn.cli import main
 from tcsnn.functional import encode, spike_conv2d, spike_linear
 from tcsnn.models import _MODELS, create_model
 from tcsnn.neuromorphic.nir import TAU_SYN, export_nir, infer_input_shape, write_nir
 from tcsnn.nn import SpikingConv2d, SpikingLinear
+from tcsnn.train.checkpoint import save_atomic
 
 nir = pytest.importorskip("nir")
 

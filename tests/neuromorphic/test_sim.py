@@ -20,7 +20,6 @@ from torch import nn
 from tcsnn import ENERGY_PER_SPIKE_J, NO_SPIKE
 from tcsnn.functional import encode, spike_conv2d, spike_linear
 from tcsnn.models import create_model
-from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
 from tcsnn.neuromorphic.sim import (
     ImageRun,
     compile_network,
@@ -31,6 +30,7 @@ from tcsnn.neuromorphic.sim import (
     simulate_neuron,
     summarize,
 )
+from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
 
 #: Agreement required between independent computations of a spike time (float64).
 T_TOL = 1e-9

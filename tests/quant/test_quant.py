@@ -8,11 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import TINY, tiny_model
-from tcsnn.quant import quantizer as quant_module
-from tcsnn.train.checkpoint import FORMAT, VERSION, load_model, save_atomic
-from tcsnn.train.config import TrainConfig
-from tcsnn.train.engine import train
 from tcsnn.nn import SpikingConv2d, SpikingLinear
+from tcsnn.nn.introspect import raw_parameter
 from tcsnn.quant import (
     GRIDS,
     MAX_BITS,
@@ -33,6 +30,10 @@ from tcsnn.quant import (
     select_layers,
     set_weight_bits,
 )
+from tcsnn.quant import quantizer as quant_module
+from tcsnn.train.checkpoint import FORMAT, VERSION, load_model, save_atomic
+from tcsnn.train.config import TrainConfig
+from tcsnn.train.engine import train
 from tcsnn.train.recipes import get_recipe
 
 
@@ -254,11 +255,36 @@ def test_ste_gradient_equals_the_full_precision_gradient_at_the_quantised_weight
     assert torch.isfinite(out_q).any()
     loss(out_q).backward()
     loss(out_p).backward()
-    assert quantised.weight.grad.abs().sum() > 0
-    assert torch.equal(quantised.weight.grad, plain.weight.grad)
-    assert torch.equal(quantised.bias.grad, plain.bias.grad)
+    weight, bias = raw_parameter(quantised, "weight"), raw_parameter(quantised, "bias")  # what the optimiser holds
+    assert weight.grad.abs().sum() > 0
+    assert torch.equal(weight.grad, plain.weight.grad)
+    assert torch.equal(bias.grad, plain.bias.grad)
     # the optimiser updates the full-precision weights, which were not rounded
-    assert torch.equal(quantised.weight, layer.weight)
+    assert torch.equal(weight, layer.weight)
+    assert not torch.equal(quantised.weight, layer.weight)  # while the forward reads the quantised ones
+
+
+def test_quantisation_attaches_from_outside_and_keeps_the_parameters():
+    """set_weight_bits parametrizes weight and bias: same Parameter objects (an optimiser built before keeps
+    them), plain state_dict keys, and a plain state_dict loads into a quantised model."""
+    model = tiny_model()
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=0.1)
+    set_weight_bits(model, 2)
+    assert {id(p) for p in model.parameters()} == {id(p) for p in params}
+    assert not any("parametrizations" in k for k in model.state_dict())
+    z = torch.exp(torch.rand(4, 1, 8, 8))
+    out = model(z)
+    out[torch.isfinite(out)].sum().backward()
+    before = [p.detach().clone() for p in params]
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, params, strict=True))
+    other = tiny_model()
+    set_weight_bits(other, 2)
+    other.load_state_dict(model.state_dict())
+    assert torch.equal(other(z), model(z))
+    for _, m in select_layers(model, None):
+        assert not hasattr(m, "weight_bits")
 
 
 def test_state_dict_keys_stay_plain_and_load_into_a_fresh_model():

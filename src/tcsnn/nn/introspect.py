@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from tcsnn.nn.layers import SpikingConv2d, SpikingLinear
 
@@ -14,3 +15,15 @@ def spiking_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     runs and the keys of every per-layer result (spike counts, quantisation, export).
     """
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (SpikingConv2d, SpikingLinear))]
+
+
+def raw_parameter(module: nn.Module, name: str) -> Tensor | None:
+    """The stored parameter ``name`` of ``module``: under a ``torch.nn.utils.parametrize`` parametrization (such as
+    the quantiser of :mod:`tcsnn.quant`) its ``original``, else the attribute itself (None for a missing bias).
+
+    Optimisers, gradient clipping and penalties on the stored values use this; the forward pass reads
+    ``getattr(module, name)``, the parametrized value.
+    """
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name)

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn.functional import spike as _sp
-from tcsnn.quant.quantizer import fake_quantize
 
 
 def init_spiking_weight_(weight: Tensor, bias: Tensor | None, *, mean_sum: float = 2.0) -> None:
@@ -26,12 +25,10 @@ def init_spiking_weight_(weight: Tensor, bias: Tensor | None, *, mean_sum: float
 
 
 class _SpikingLayer(nn.Module):
-    """What spiking conv / linear layers share: ``weight``/``bias`` and the optional weight quantisation.
+    """What spiking conv / linear layers share: ``weight`` / ``bias`` and their initialisation.
 
-    ``weight_bits`` (None = full precision), ``weight_scale`` ("max" or "mse"), ``weight_grid``
-    ("symmetric" or "full") and ``bias_bits`` (None = the bias on its row's b-bit codes) make the forward use
-    quantised weights (straight-through gradient, :mod:`tcsnn.quant`); they are plain attributes, not in the
-    state_dict, so checkpoints keep their plain ``weight``/``bias`` keys.
+    The forward reads ``self.weight`` / ``self.bias``; quantisation attaches from outside as a
+    ``torch.nn.utils.parametrize`` parametrization of them (:func:`tcsnn.quant.set_weight_bits`).
     """
 
     weight: nn.Parameter
@@ -40,25 +37,10 @@ class _SpikingLayer(nn.Module):
     def _init_parameters(self, weight_shape: tuple[int, ...], bias: bool, dtype: torch.dtype | None) -> None:
         self.weight = nn.Parameter(torch.empty(weight_shape, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(weight_shape[0], dtype=dtype)) if bias else None
-        self.weight_bits: int | None = None
-        self.weight_scale: str = "max"
-        self.weight_grid: str = "symmetric"
-        self.bias_bits: int | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         init_spiking_weight_(self.weight, self.bias)
-
-    def forward_weights(self) -> tuple[Tensor, Tensor | None]:
-        """``(weight, bias)`` as the forward uses them (quantised when ``weight_bits`` is set)."""
-        return fake_quantize(self.weight, self.bias, self.weight_bits, scale=self.weight_scale,
-                             grid=self.weight_grid, bias_bits=self.bias_bits)
-
-    def _bits_repr(self) -> str:
-        if self.weight_bits is None:
-            return ""
-        wide = "" if self.bias_bits is None else f", bias_bits={self.bias_bits}"
-        return f", weight_bits={self.weight_bits} ({self.weight_scale}, {self.weight_grid}{wide})"
 
 
 class SpikingLinear(_SpikingLayer):
@@ -80,12 +62,10 @@ class SpikingLinear(_SpikingLayer):
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        weight, bias = self.forward_weights()
-        return _sp.spike_linear(z, weight, bias, backend=self.backend)
+        return _sp.spike_linear(z, self.weight, self.bias, backend=self.backend)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-                + self._bits_repr())
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 class SpikingConv2d(_SpikingLayer):
@@ -108,12 +88,11 @@ class SpikingConv2d(_SpikingLayer):
 
     def forward(self, z: Tensor) -> Tensor:
         _sp.check_spike_input(z)
-        weight, bias = self.forward_weights()
-        return _sp.spike_conv2d(z, weight, bias, self.stride, self._pad, backend=self.backend)
+        return _sp.spike_conv2d(z, self.weight, self.bias, self.stride, self._pad, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}" + self._bits_repr())
+                f"padding={self.padding}, bias={self.bias is not None}")
 
 
 class SpikingMaxPool2d(nn.Module):

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from tcsnn._io import read_torch_file, save_atomic
-from tcsnn.quant.attach import select_layers
+from tcsnn.nn.introspect import raw_parameter
+from tcsnn.quant.attach import select_layers, set_weight_bits
 from tcsnn.quant.quantizer import (
     QuantizedWeights,
     check_bias_bits,
@@ -58,9 +59,10 @@ def export_quantized(
         raise ValueError("the model has no spiking conv / linear layers to quantise")
     out: dict[str, Any] = {}
     for name, m in found:
-        q = quantize(m.weight, m.bias, bits, scale=scale, grid=grid, bias_bits=bias_bits)
+        weight, bias = raw_parameter(m, "weight"), raw_parameter(m, "bias")  # full precision
+        q = quantize(weight, bias, bits, scale=scale, grid=grid, bias_bits=bias_bits)
         out[name] = {"codes": q.codes.cpu(), "bias_codes": None if q.bias_codes is None else q.bias_codes.cpu(),
-                     "scale": q.scale.cpu(), "dtype": str(m.weight.dtype).removeprefix("torch.")}
+                     "scale": q.scale.cpu(), "dtype": str(weight.dtype).removeprefix("torch.")}
     return {"format": QUANT_FORMAT, "version": QUANT_VERSION, "bits": int(bits), "scale_rule": scale,
             "grid": grid, "bias_bits": bias_bits, "scheme": SCHEME, "layers": out, "model": model_name,
             "model_kwargs": dict(model_kwargs or {}), "config": dict(config or {})}
@@ -114,12 +116,13 @@ def apply_quantized(model: nn.Module, export: dict[str, Any]) -> None:
         if q.codes.shape != m.weight.shape or (q.bias_codes is None) != (m.bias is None):
             raise ValueError(f"layer {name!r}: export weight {tuple(q.codes.shape)} does not fit "
                              f"{tuple(m.weight.shape)} (or bias presence differs)")
-        w, b = dequantize(q, m.weight.dtype)
+        set_weight_bits(model, None, layers=[name])
+        weight, bias = raw_parameter(m, "weight"), raw_parameter(m, "bias")
+        w, b = dequantize(q, weight.dtype)
         with torch.no_grad():
-            m.weight.copy_(w)
+            weight.copy_(w)
             if b is not None:
-                m.bias.copy_(b)
-        m.weight_bits = None
+                bias.copy_(b)
 
 
 def load_quantized_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -50,10 +50,10 @@ quantisation goes from 37.5 % to 95.8 % (first 2,000 test images) with 16-bit bi
 The arithmetic is done in float64 and the result cast to the layer's dtype, so ``b = 32`` reproduces
 float32 weights to within float32 rounding (relative change below 2^-31 of the row's largest weight).
 
-**Training (straight-through estimator).**  A layer with ``weight_bits = b`` runs its forward pass on
-``\hat w`` while the optimiser keeps and updates the full-precision ``w``: the backward pass treats
-quantisation as the identity, ``dL/dw = dL/d\hat w`` (:func:`fake_quantize`).  ``weight_bits`` and
-``weight_scale`` are plain attributes, so ``state_dict`` keys stay ``weight`` / ``bias`` and hold the
+**Training (straight-through estimator).**  A layer quantised to ``b`` bits (:func:`tcsnn.quant.set_weight_bits`,
+a parametrization attached from outside the layer) runs its forward pass on ``\hat w`` while the optimiser
+keeps and updates the full-precision ``w``: the backward pass treats quantisation as the identity,
+``dL/dw = dL/d\hat w`` (:func:`fake_quantize`).  ``state_dict`` keys stay ``weight`` / ``bias`` and hold the
 full-precision weights; :func:`tcsnn.train.checkpoint.load_model` re-applies the run's last bit width.
 Penalties on what the neurons see (the weight-sum term of eq. 5) should be taken of
 :func:`effective_weight_layers`, which carry the straight-through gradient: on the full-precision weights

@@ -39,7 +39,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The config is the run's flat :class:`tcsnn.train.config.TrainConfig` as a dict: ``config["dataset"]``,
     ``config["data_root"]``, ``config["encoding"]`` (the kind, ``"inverted"`` or ``"direct"``),
     ``config["alpha"]``, ``config["dtype"]``, ``config["quant_bits"]``, ...  A quantisation-aware run's
-    model comes back with ``weight_bits`` set to the width of its last trained epoch (``tcsnn.quant``).
+    model comes back quantised to the width of its last trained epoch (``tcsnn.quant.set_weight_bits``).
     """
     from tcsnn.models import create_model
 
@@ -50,7 +50,7 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit model {ckpt['model']!r}: {exc}") from exc
-    # weight_bits is not in the state_dict: a quantisation-aware run's forward used its last bit width.
+    # bit widths are not in the state_dict: a quantisation-aware run's forward used its last bit width.
     config = ckpt["config"]
     if config.get("quant_bits"):
         from tcsnn.quant.attach import bits_at_epoch, set_weight_bits

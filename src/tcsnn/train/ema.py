@@ -14,6 +14,12 @@ import torch
 from torch import Tensor, nn
 
 
+def _parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The stored parameters under their ``state_dict`` names: plain ``weight`` / ``bias`` also while a
+    parametrization (the quantiser of :mod:`tcsnn.quant`) is attached."""
+    return [(k, v) for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, nn.Parameter)]
+
+
 class WeightAverage:
     """Exponential moving average of a model's parameters (see the module docstring for the update)."""
 
@@ -22,10 +28,10 @@ class WeightAverage:
             raise ValueError(f"weight-average decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.updates = 0
-        self.params = {k: p.detach().clone() for k, p in model.named_parameters()}
+        self.params = {k: p.detach().clone() for k, p in _parameters(model)}
 
     def _pairs(self, model: nn.Module) -> Iterator[tuple[Tensor, Tensor]]:
-        for k, p in model.named_parameters():
+        for k, p in _parameters(model):
             yield self.params[k], p.detach()
 
     @torch.no_grad()

@@ -47,10 +47,10 @@ __all__ = ["TrainConfig", "build_model", "clip_gradients_", "load_teacher", "tra
 
 
 def weight_layers(model: nn.Module) -> list[tuple[Tensor, Tensor | None]]:
-    """(weight, bias) of every spiking conv / linear layer."""
-    from tcsnn.nn.introspect import spiking_layers
+    """The stored (full-precision) ``(weight, bias)`` of every spiking conv / linear layer, in forward order."""
+    from tcsnn.nn.introspect import raw_parameter, spiking_layers
 
-    return [(m.weight, m.bias) for _, m in spiking_layers(model)]
+    return [(raw_parameter(m, "weight"), raw_parameter(m, "bias")) for _, m in spiking_layers(model)]
 
 
 def clip_gradients_(model: nn.Module, max_norm: float) -> None:
@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         train_time = time.time() - t0
         shipped = model
         if average is not None:
-            shipped = copy.deepcopy(model)  # keeps weight_bits: the average is evaluated at this epoch's width
+            shipped = copy.deepcopy(model)  # keeps the quantiser: the average is evaluated at this epoch's width
             average.copy_to(shipped)
         metrics = evaluate(shipped, x_te, y_te, encoding=cfg.encoding, alpha=cfg.alpha, dtype=dtype,
                            batch_size=cfg.eval_batch_size)
