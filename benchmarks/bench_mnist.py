@@ -29,7 +29,7 @@ shapes = {{"conv1": (1, 28), "conv2": (32, 14), "fc": (784, None), "net": (1, 28
 cin, side = shapes[which]
 if which.startswith("net"):
     if kind == "snn":
-        f = create_model("scnn_mnist")
+        f = create_model("scnn_mnist").body  # spike values in, as the other cases
         if which == "net-reference":  # the plain sort + gather + cumsum backend
             for m in f.modules():
                 if hasattr(m, "backend"):

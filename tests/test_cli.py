@@ -75,3 +75,15 @@ def test_train_then_eval_digits(tmp_path, capsys):
 def test_report_of_a_folder_without_metrics(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def test_cli_defaults_spelled_out_for_a_torch_free_parser_match_the_library():
+    """tcsnn.commands.robustness repeats a few library constants so that `--help` needs no torch."""
+    from tcsnn import robustness
+    from tcsnn.commands import robustness as cli
+    from tcsnn.quant import GRIDS, SCALES
+
+    assert cli.DEFAULT_BITS == ",".join(map(str, robustness.DEFAULT_BITS))
+    assert cli.DEFAULT_SNR_DB == ",".join(f"{s:g}" for s in robustness.DEFAULT_SNR_DB)
+    assert cli.DEFAULT_JITTER == ",".join(f"{j:g}" for j in robustness.DEFAULT_JITTER)
+    assert (cli.SCALES, cli.GRIDS) == (SCALES, GRIDS)

@@ -74,8 +74,8 @@ def test_noise_has_the_power_the_snr_asks_for(snr_db):
 def test_each_layer_gets_noise_for_its_own_power():
     model = tiny_model()
     with torch.no_grad():
-        model[3].weight.mul_(100.0)
-        model[3].bias.mul_(100.0)
+        model.classifier[0].weight.mul_(100.0)
+        model.classifier[0].bias.mul_(100.0)
     before = snapshot(model)
     with noisy_weights(model, 20.0, generator=torch.Generator().manual_seed(0)):
         for name, m in select_layers(model, None):
@@ -88,12 +88,12 @@ def test_each_layer_gets_noise_for_its_own_power():
 
 def test_noise_touches_only_the_named_layers_and_is_undone_even_after_an_error():
     model = tiny_model()
-    set_weight_bits(model, 4, layers=["3"])
+    set_weight_bits(model, 4, layers=["classifier.0"])
     before, bits = snapshot(model), get_weight_bits(model)
-    with noisy_weights(model, 10.0, generator=torch.Generator().manual_seed(0), layers=["0"]):
-        assert not torch.equal(model[0].weight, before["0.weight"])
-        assert torch.equal(raw_parameter(model[3], "weight"), before["3.weight"])
-        assert get_weight_bits(model)["3"][0] == 4
+    with noisy_weights(model, 10.0, generator=torch.Generator().manual_seed(0), layers=["features.0"]):
+        assert not torch.equal(model.features[0].weight, before["features.0.weight"])
+        assert torch.equal(raw_parameter(model.classifier[0], "weight"), before["classifier.0.weight"])
+        assert get_weight_bits(model)["classifier.0"][0] == 4
     with pytest.raises(RuntimeError, match="boom"):
         with noisy_weights(model, 10.0, generator=torch.Generator().manual_seed(0)):
             raise RuntimeError("boom")
@@ -107,17 +107,18 @@ def test_noise_touches_only_the_named_layers_and_is_undone_even_after_an_error()
 def test_noise_is_added_to_the_quantised_weights_of_a_quantised_layer():
     model = tiny_model()
     set_weight_bits(model, 2)
-    w_hat, _ = fake_quantize(raw_parameter(model[3], "weight").detach(), raw_parameter(model[3], "bias").detach(), 2)
+    fc = model.classifier[0]
+    w_hat, _ = fake_quantize(raw_parameter(fc, "weight").detach(), raw_parameter(fc, "bias").detach(), 2)
     with noisy_weights(model, 200.0, generator=torch.Generator().manual_seed(0)):  # noise ~1e-10 of the weights
-        assert get_weight_bits(model)["3"][0] is None
-        assert torch.allclose(model[3].weight, w_hat, atol=1e-6)
-    assert get_weight_bits(model)["3"][0] == 2
+        assert get_weight_bits(model)["classifier.0"][0] is None
+        assert torch.allclose(model.classifier[0].weight, w_hat, atol=1e-6)
+    assert get_weight_bits(model)["classifier.0"][0] == 2
 
 
 def test_noise_runs_are_seeded_and_repeatable(digits_test):
     x, y = digits_test
     model = tiny_model()
-    spec = EvalSpec("inverted", 1.0)
+    spec = EvalSpec()
     before = snapshot(model)
     a = evaluate_weight_noise(model, x, y, 5.0, spec, draws=3, seed=4)
     b = evaluate_weight_noise(model, x, y, 5.0, spec, draws=3, seed=4)
@@ -134,14 +135,16 @@ def test_noise_runs_are_seeded_and_repeatable(digits_test):
 
 def test_bits_row_quantises_the_named_layers_and_restores_the_widths(digits_test):
     x, y = digits_test
-    model, spec = tiny_model(), EvalSpec("inverted", 1.0)
-    set_weight_bits(model, 8, scale="mse", layers=["0"])
+    model, spec = tiny_model(), EvalSpec()
+    set_weight_bits(model, 8, scale="mse", layers=["features.0"])
     seen = []
-    handle = model[3].register_forward_pre_hook(lambda m, _: seen.append(get_weight_bits(model)["3"][:2]))
-    row = evaluate_bits(model, x, y, 3, spec, layers=["3"])
+    handle = model.classifier[0].register_forward_pre_hook(
+        lambda m, _: seen.append(get_weight_bits(model)["classifier.0"][:2]))
+    row = evaluate_bits(model, x, y, 3, spec, layers=["classifier.0"])
     handle.remove()
     assert set(seen) == {(3, "max")} and row["kind"] == "bits" and row["value"] == 3
-    assert get_weight_bits(model) == {"0": (8, "mse", "symmetric", None), "3": (None, "max", "symmetric", None)}
+    assert get_weight_bits(model) == {"features.0": (8, "mse", "symmetric", None),
+                                      "classifier.0": (None, "max", "symmetric", None)}
 
 
 # --------------------------------------------------------------------------------------------- jitter
@@ -152,8 +155,8 @@ def test_jitter_level_zero_changes_nothing(digits_test):
     z[0, 0, 0, 0] = float("inf")
     assert jitter_spike_times(z, 0.0, torch.Generator()) is z
     x, y = digits_test
-    model, spec = tiny_model(), EvalSpec("inverted", 1.0)
-    base = evaluate(model, x, y, encoding="inverted", alpha=1.0)["test_accuracy"]
+    model, spec = tiny_model(), EvalSpec()
+    base = evaluate(model, x, y)["test_accuracy"]
     row = evaluate_jitter(model, x, y, 0.0, spec, draws=2)
     assert row["accuracies"] == [base, base] and row["std_accuracy"] == 0.0
 
@@ -204,7 +207,7 @@ def cli_args(checkpoint, out, **kw) -> argparse.Namespace:
     "kw, match",
     [({"bits": "8,1"}, "weight bits"), ({"bits": "8,x"}, "--bits"), ({"snr": "abc"}, "--snr"),
      ({"jitter": "-0.01"}, "jitter"), ({"draws": 0}, "draws"), ({"layers": "0,9"}, "unknown layer"),
-     ({"limit": 0}, "--limit"), ({"layers": "0", "save_quantized": True}, "--save-quantized"),
+     ({"limit": 0}, "--limit"), ({"layers": "features.0", "save_quantized": True}, "--save-quantized"),
      ({"bias_bits": 1}, "weight bits")],
 )
 def test_bad_cli_arguments(digits_run, tmp_path, kw, match):
@@ -239,7 +242,7 @@ def test_cli_sweep_end_to_end_with_resume(digits_run, tmp_path, monkeypatch, cap
 
     model, cfg = load_model(digits_run)
     x, y = load_arrays("digits", None, train=False)
-    base = evaluate(model, x[:150], y[:150], encoding=cfg["encoding"], alpha=cfg["alpha"])["test_accuracy"]
+    base = evaluate(model, x[:150], y[:150])["test_accuracy"]
     assert rows[("baseline", None)]["mean_accuracy"] == base == rows[("jitter", 0.0)]["mean_accuracy"]
     with open(out / "robustness.csv") as f:
         table = list(csv.DictReader(f))
@@ -281,7 +284,7 @@ def test_cli_quantiser_options_reach_the_quantiser_and_the_export(digits_run, tm
     assert doc["settings"][key] == setting
     model, cfg = load_model(digits_run)
     x, y = load_arrays("digits", None, train=False)
-    spec = robustness.EvalSpec(encoding=cfg["encoding"], alpha=cfg["alpha"])
+    spec = robustness.EvalSpec()
     expected = evaluate_bits(model, x[:100], y[:100], 2, spec, scale="mse", **kwargs)["mean_accuracy"]
     assert next(r for r in doc["rows"] if r["kind"] == "bits")["mean_accuracy"] == expected
     export = torch.load(out / "quantized-2bit.pt", weights_only=True)

@@ -52,32 +52,34 @@ def evaluate(
     x: Tensor,
     y: Tensor,
     *,
-    encoding: str,
-    alpha: float,
     batch_size: int = 500,
-    dtype: torch.dtype = torch.float32,
     input_transform: Any = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate on pixels x (N, C, H, W) in [0, 1] with labels y (N,).
+    """Evaluate a :class:`tcsnn.nn.SpikingNetwork` on pixels x (N, C, H, W) in [0, 1] with labels y (N,).
 
-    ``input_transform`` (optional) maps encoded inputs z to perturbed z (e.g. spike-time jitter).
-    Returns a flat dict of metrics (see the module docstring).
+    The model's own encoder feeds it.  ``input_transform`` (optional) maps the encoded inputs z to perturbed z
+    (e.g. spike-time jitter) before the body sees them.  Returns a flat dict of metrics (module docstring).
     """
     from tqdm.auto import tqdm
 
-    from tcsnn.functional import encode
+    from tcsnn.nn.network import SpikingNetwork
 
+    if not isinstance(model, SpikingNetwork):
+        raise TypeError(f"evaluate needs a SpikingNetwork (encoder + body) fed with pixels, got {type(model).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
+    encoder, body = model.encoder, model.body
     n = x.shape[0]
     correct = decided_n = 0
     t_sum = 0.0
     with count_spikes(model) as counts:
         for i in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
-            z = encode(x[i : i + batch_size], encoding, alpha, dtype=dtype)
+            z = encoder(x[i : i + batch_size])  # (B, C, H, W) spike values in the model's dtype
             if input_transform is not None:
                 z = input_transform(z)
-            z_out = model(z)
+            z_out = body(z)
             pred, decided = decide(z_out)
             yb = y[i : i + batch_size]
             correct += int((decided & (pred == yb)).sum())

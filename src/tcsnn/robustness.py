@@ -187,20 +187,16 @@ def jitter_spike_times(z: Tensor, level: float, generator: torch.Generator) -> T
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """How to feed the test set: the checkpoint's encoding, its alpha, the batch size and the dtype."""
+    """How to run the test set: the batch size.  The model's own encoder feeds it (its kind, alpha, dtype)."""
 
-    encoding: str
-    alpha: float
     batch_size: int = 500
-    dtype: torch.dtype = torch.float32
 
 
 def _evaluate(model: nn.Module, x: Tensor, y: Tensor, spec: EvalSpec,
               transform: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
     from tcsnn.metrics import evaluate
 
-    return evaluate(model, x, y, encoding=spec.encoding, alpha=spec.alpha, batch_size=spec.batch_size,
-                    dtype=spec.dtype, input_transform=transform)
+    return evaluate(model, x, y, batch_size=spec.batch_size, input_transform=transform)
 
 
 def summarize_draws(kind: str, value: float | int | None, metrics: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -429,11 +425,12 @@ def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any
     """A training checkpoint or a quantised export -> ``(model, run config, {model, model_kwargs})``."""
     from tcsnn._io import read_torch_file
     from tcsnn.quant.export import load_quantized_model
-    from tcsnn.train.checkpoint import load_model
+    from tcsnn.train.checkpoint import load_checkpoint, load_model
 
     head = read_torch_file(path)
     if isinstance(head, dict) and head.get("format") == QUANT_FORMAT:
         model, config = load_quantized_model(path)
     else:
         model, config = load_model(path)  # validates the checkpoint format
+        head = load_checkpoint(path)  # upgraded: today's model_kwargs (encoding included)
     return model, config, {"model": head["model"], "model_kwargs": head["model_kwargs"]}

@@ -16,7 +16,7 @@ from tcsnn.cli import main
 from tcsnn.functional import encode, spike_conv2d, spike_linear
 from tcsnn.models import _MODELS, create_model
 from tcsnn.neuromorphic.nir import TAU_SYN, export_nir, infer_input_shape, write_nir
-from tcsnn.nn import SpikingConv2d, SpikingLinear
+from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingNetwork, make_encoder
 from tcsnn.train.checkpoint import save_atomic
 
 nir = pytest.importorskip("nir")
@@ -123,7 +123,7 @@ def test_spike_bias_mapping_adds_t0_inputs(tmp_path):
 
 
 def test_maxpool_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"layer '1' \(SpikingMaxPool2d\).*no NIR node"):
+    with pytest.raises(ValueError, match=r"layer 'features.1' \(SpikingMaxPool2d\).*no NIR node"):
         export_nir(create_model("scnn_tiny"), input_shape=(1, 8, 8))
 
 
@@ -282,8 +282,10 @@ def test_current_bias_mapping_is_only_approximate(tmp_path):
 
 # --- command line -------------------------------------------------------------------------------------------
 
-def _fc_builder(*, in_features: int = 12, num_classes: int = 4) -> nn.Sequential:
-    return nn.Sequential(SpikingLinear(in_features, 9), SpikingLinear(9, num_classes))
+def _fc_builder(*, in_features: int = 12, num_classes: int = 4, encoding: str = "inverted",
+                alpha: float = 1.0) -> SpikingNetwork:
+    return SpikingNetwork(make_encoder(encoding, alpha),
+                          {"fc1": SpikingLinear(in_features, 9), "fc2": SpikingLinear(9, num_classes)})
 
 
 def _checkpoint(path: Path, name: str, model: nn.Module) -> Path:
@@ -308,7 +310,7 @@ def test_cli_writes_a_nir_file(tmp_path, monkeypatch, capsys):
     assert list(g.nodes["input"].output_type["output"]) == [12]  # inferred from the first layer
     assert g.metadata["encoding"]["kind"] == "direct" and g.metadata["encoding"]["alpha"] == 2.0
     assert g.metadata["bias_mapping"] == "spike"
-    assert np.array_equal(g.nodes["1.linear"].weight, model[1].weight.detach().numpy())
+    assert np.array_equal(g.nodes["fc2.linear"].weight, model.fc2.weight.detach().numpy())
     assert "wrote" in capsys.readouterr().out
 
 

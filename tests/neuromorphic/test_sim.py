@@ -30,7 +30,7 @@ from tcsnn.neuromorphic.sim import (
     simulate_neuron,
     summarize,
 )
-from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
+from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d, flat_layers
 
 #: Agreement required between independent computations of a spike time (float64).
 T_TOL = 1e-9
@@ -243,7 +243,7 @@ def _closed_form_layers(model: nn.Module, z: torch.Tensor) -> list[np.ndarray]:
     """Outputs of every spiking layer (not Flatten), batch first."""
     outs, h = [], z
     with torch.no_grad():
-        for m in model:
+        for _, m in flat_layers(model):  # the body of a SpikingNetwork: spike values in
             h = m(h)
             if not isinstance(m, nn.Flatten):
                 outs.append(h.numpy())
@@ -501,15 +501,19 @@ def tiny_checkpoint(request, tmp_path, monkeypatch):
     from tcsnn.train.checkpoint import FORMAT, VERSION, save_atomic
 
     torch.manual_seed(0)
-    model = create_model("scnn_tiny", image_size=8, channels=4)
+    model = create_model("scnn_tiny", image_size=8, channels=4, alpha=1.5)
     path = tmp_path / "tiny.pt"
     if request.param == "flat":  # as tcsnn train writes it
-        config = {"dataset": "fake", "encoding": "inverted", "alpha": 1.0}
-    else:
-        config = {"dataset": "fake", "encoding": {"kind": "inverted", "alpha": 1.0}}
-    save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny",
-                 "model_kwargs": {"image_size": 8, "channels": 4}, "state_dict": model.state_dict(),
-                 "config": config, "epoch": 0}, path)
+        config = {"dataset": "fake", "encoding": "inverted", "alpha": 1.5}
+        save_atomic({"format": FORMAT, "version": VERSION, "model": "scnn_tiny",
+                     "model_kwargs": {"image_size": 8, "channels": 4, "encoding": "inverted", "alpha": 1.5},
+                     "state_dict": model.state_dict(), "config": config, "epoch": 0}, path)
+    else:  # version 1: flat-Sequential keys, the encoding only in the config (here in its nested form)
+        config = {"dataset": "fake", "encoding": {"kind": "inverted", "alpha": 1.5}}
+        old = {k.replace("features.0.", "0.").replace("classifier.0.", "3."): v for k, v in model.state_dict().items()}
+        save_atomic({"format": FORMAT, "version": 1, "model": "scnn_tiny",
+                     "model_kwargs": {"image_size": 8, "channels": 4}, "state_dict": old,
+                     "config": config, "epoch": 0}, path)
     gen = torch.Generator().manual_seed(1)
     x, y = torch.rand(12, 1, 8, 8, generator=gen), torch.randint(0, 10, (12,), generator=gen)
     fake = types.ModuleType("tcsnn.data")
@@ -532,7 +536,7 @@ def test_cli_simulate(tiny_checkpoint, tmp_path, capsys, early):
     with open(out / "sim_images.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 7
-    z_out = model.double()(encode(x[:7], "inverted", 1.0, dtype=torch.float64)).detach().numpy()
+    z_out = model.double()(x[:7]).detach().numpy()  # the model's own encoder (inverted, alpha 1.5)
     for row, o in zip(rows, z_out, strict=True):
         expected = int(np.argmin(o)) if np.isfinite(o).any() else -1
         assert int(row["prediction"]) == expected

@@ -5,7 +5,7 @@ import torch
 
 from tcsnn.functional import encode_direct, encode_inverted
 from tcsnn.models import create_model, list_models
-from tcsnn.nn import DirectEncoder, InvertedEncoder, SpikingConv2d, SpikingLinear, SpikingMaxPool2d
+from tcsnn.nn import DirectEncoder, InvertedEncoder, SpikingConv2d, SpikingLinear, SpikingMaxPool2d, spiking_layers
 
 
 def test_shapes_and_parameters_like_torch():
@@ -31,13 +31,13 @@ def test_both_dtypes_work(dtype):
 def test_default_init_makes_neurons_fire():
     model = create_model("scnn_mnist")
     z = encode_inverted(torch.rand(8, 1, 28, 28), 3.0)
-    h = model[0](z)
+    h = model.features[0](z)
     assert torch.isfinite(h).float().mean() > 0.5
 
 
 def test_mnist_model_has_about_21k_weights():
     model = create_model("scnn_mnist")
-    weights = sum(m.weight.numel() for m in model if hasattr(m, "weight"))
+    weights = sum(m.weight.numel() for _, m in spiking_layers(model))
     assert weights == 32 * 25 + 16 * 32 * 25 + 784 * 10 == 21440
     assert "scnn_mnist" in list_models()
     with pytest.raises(ValueError, match="unknown model"):

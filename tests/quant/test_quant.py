@@ -118,7 +118,7 @@ def test_full_grid_export_round_trip_and_range_check(tmp_path):
     loaded, _ = load_quantized_model(tmp_path / "q.pt")
     set_weight_bits(model, 8, scale="mse", grid="full")
     z = tiny_input()
-    torch.testing.assert_close(loaded(z), model(z), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.body(z), model.body(z), rtol=0, atol=0)
     export["grid"] = "symmetric"  # codes of 128 do not fit the symmetric 8-bit range
     with pytest.raises(ValueError, match="outside the 8-bit range"):
         save_quantized(export, tmp_path / "bad.pt")
@@ -180,17 +180,17 @@ def test_bad_bias_bits(bias_bits):
 def test_wide_bias_export_round_trip_and_range_check(tmp_path):
     model = tiny_model()
     with torch.no_grad():
-        model[0].bias.mul_(30)  # biases of many steps
+        model.features[0].bias.mul_(30)  # biases of many steps
     set_weight_bits(model, 2, scale="mse", grid="full", bias_bits=8)
     assert "bias_bits=8" in repr(model)
     z = tiny_input()
-    expected = model(z)
+    expected = model.body(z)
     export = export_quantized(model, 2, scale="mse", grid="full", bias_bits=8, model_name="scnn_tiny",
                               model_kwargs=TINY)
-    assert export["bias_bits"] == 8 and int(export["layers"]["0"]["bias_codes"].abs().max()) > 2
+    assert export["bias_bits"] == 8 and int(export["layers"]["features.0"]["bias_codes"].abs().max()) > 2
     save_quantized(export, tmp_path / "q.pt")
     loaded, _ = load_quantized_model(tmp_path / "q.pt")
-    assert torch.equal(loaded(z), expected)
+    assert torch.equal(loaded.body(z), expected)
     export["bias_bits"] = None  # the same codes claimed to be 2-bit biases
     with pytest.raises(ValueError, match="outside the 2-bit range"):
         save_quantized(export, tmp_path / "bad.pt")
@@ -221,14 +221,14 @@ def test_bad_weights_scale_and_layer_names():
 def test_32_bits_changes_nothing_measurable():
     model = tiny_model()
     z = tiny_input(64)
-    full = model(z)
+    full = model.body(z)
     set_weight_bits(model, 32)
     for (_, m), (w, b) in zip(select_layers(model, None), effective_weight_layers(model), strict=True):
         w_max = max(m.weight.abs().max(), m.bias.abs().max())
         # at most half a step (w_max / (2^31 - 1)) plus float32 rounding of the weight itself
         assert (w - m.weight).abs().max() <= w_max * 2.0**-31 + m.weight.abs().max() * 2.0**-24
         assert (b - m.bias).abs().max() <= w_max * 2.0**-31 + m.bias.abs().max() * 2.0**-24
-    quant = model(z)
+    quant = model.body(z)
     assert torch.equal(torch.isfinite(full), torch.isfinite(quant))
     fin = torch.isfinite(full)
     assert torch.allclose(quant[fin], full[fin], rtol=1e-5, atol=0)
@@ -274,7 +274,7 @@ def test_quantisation_attaches_from_outside_and_keeps_the_parameters():
     assert {id(p) for p in model.parameters()} == {id(p) for p in params}
     assert not any("parametrizations" in k for k in model.state_dict())
     z = torch.exp(torch.rand(4, 1, 8, 8))
-    out = model(z)
+    out = model.body(z)
     out[torch.isfinite(out)].sum().backward()
     before = [p.detach().clone() for p in params]
     opt.step()
@@ -282,22 +282,27 @@ def test_quantisation_attaches_from_outside_and_keeps_the_parameters():
     other = tiny_model()
     set_weight_bits(other, 2)
     other.load_state_dict(model.state_dict())
-    assert torch.equal(other(z), model(z))
+    assert torch.equal(other.body(z), model.body(z))
     for _, m in select_layers(model, None):
         assert not hasattr(m, "weight_bits")
+
+
+#: get_weight_bits of the tiny model without quantisation: its two spiking layers, by name
+FULL_PRECISION = {"features.0": (None, "max", "symmetric", None), "classifier.0": (None, "max", "symmetric", None)}
 
 
 def test_state_dict_keys_stay_plain_and_load_into_a_fresh_model():
     model = tiny_model()
     before = sorted(model.state_dict())
     set_weight_bits(model, 4, scale="mse")
-    assert sorted(model.state_dict()) == before == ["0.bias", "0.weight", "3.bias", "3.weight"]
+    assert sorted(model.state_dict()) == before == ["classifier.0.bias", "classifier.0.weight", "features.0.bias",
+                                                    "features.0.weight"]
     fresh = tiny_model()
     fresh.load_state_dict(model.state_dict())
-    assert get_weight_bits(fresh) == {"0": (None, "max", "symmetric", None), "3": (None, "max", "symmetric", None)}
-    assert get_weight_bits(model) == {"0": (4, "mse", "symmetric", None), "3": (4, "mse", "symmetric", None)}
-    set_weight_bits(model, None, layers=["3"])
-    assert get_weight_bits(model)["3"] == (None, "mse", "symmetric", None)
+    assert get_weight_bits(fresh) == FULL_PRECISION
+    assert get_weight_bits(model) == {name: (4, "mse", "symmetric", None) for name in FULL_PRECISION}
+    set_weight_bits(model, None, layers=["classifier.0"])
+    assert get_weight_bits(model)["classifier.0"] == (None, "mse", "symmetric", None)
     assert "weight_bits=4 (mse, symmetric)" in repr(model)
 
 
@@ -310,19 +315,19 @@ def test_export_round_trip_reproduces_the_quantised_forward(tmp_path, bits, scal
     model = tiny_model()
     z = tiny_input()
     set_weight_bits(model, bits, scale=scale)
-    expected = model(z)
+    expected = model.body(z)
     export = export_quantized(model, bits, scale=scale, model_name="scnn_tiny", model_kwargs=TINY,
                               config={"dataset": "digits"})
     expected_dtype = torch.int8 if bits <= 8 else torch.int16 if bits <= 16 else torch.int32
-    assert export["layers"]["0"]["codes"].dtype == expected_dtype
+    assert export["layers"]["features.0"]["codes"].dtype == expected_dtype
     save_quantized(export, tmp_path / "q.pt")
     loaded, config = load_quantized_model(tmp_path / "q.pt")
     assert config == {"dataset": "digits"} and not loaded.training
-    assert get_weight_bits(loaded) == {"0": (None, "max", "symmetric", None), "3": (None, "max", "symmetric", None)}
-    assert torch.equal(loaded(z), expected)
+    assert get_weight_bits(loaded) == FULL_PRECISION
+    assert torch.equal(loaded.body(z), expected)
     again = tiny_model()
     apply_quantized(again, load_quantized(tmp_path / "q.pt"))
-    assert torch.equal(again(z), expected)
+    assert torch.equal(again.body(z), expected)
 
 
 def test_bad_exports_are_refused(tmp_path):
@@ -331,7 +336,7 @@ def test_bad_exports_are_refused(tmp_path):
     with pytest.raises(ValueError, match="does not name its model"):
         load_quantized_model(tmp_path / "anon.pt")
     bad = copy.deepcopy(export)
-    bad["layers"]["0"]["codes"][0, 0, 0, 0] = 100
+    bad["layers"]["features.0"]["codes"][0, 0, 0, 0] = 100
     with pytest.raises(ValueError, match="outside the 4-bit range"):
         save_quantized(bad, tmp_path / "bad.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
@@ -380,7 +385,7 @@ def test_gradual_quantisation_aware_training_end_to_end(tmp_path):
     model, _ = load_model(tmp_path / "qat" / "checkpoint.pt")
     assert set(get_weight_bits(model).values()) == {(4, "max", "symmetric", None)}
     # the checkpoint keeps full-precision weights; the 4-bit forward is what the run evaluated
-    assert torch.unique(model[3].weight.detach()).numel() > 2**4
+    assert torch.unique(model.classifier[0].weight.detach()).numel() > 2**4
 
 
 def test_engine_trains_and_reloads_with_wide_bias_codes(tmp_path, monkeypatch):

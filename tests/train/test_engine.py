@@ -51,6 +51,48 @@ def test_same_seed_same_run(tmp_path):
 
 
 EMA = {"augment_shift": 1, "ema_decay": 0.9}
+#: scnn_tiny's layers in the flat nn.Sequential of tcsnn <= 0.1: conv 0, pool 1, flatten 2, linear 3
+V1_INDEX = {"features.0.": "0.", "classifier.0.": "3."}
+
+
+def to_version_1(ckpt: dict) -> dict:
+    """A checkpoint as the code before the package layout wrote it (checkpoint version 1)."""
+    def old_keys(state: dict) -> dict:
+        out = {}
+        for k, v in state.items():
+            for new, old in V1_INDEX.items():
+                k = k.replace(new, old) if k.startswith(new) else k
+            out[k] = v
+        return out
+
+    kwargs = {k: v for k, v in ckpt["model_kwargs"].items() if k not in ("encoding", "alpha")}
+    old = {**ckpt, "version": 1, "model_kwargs": kwargs, "state_dict": old_keys(ckpt["state_dict"])}
+    if "train_state_dict" in ckpt:
+        old["train_state_dict"] = old_keys(ckpt["train_state_dict"])
+    assert sorted(old["state_dict"]) == ["0.bias", "0.weight", "3.bias", "3.weight"]
+    return old
+
+
+def test_version_1_checkpoint_loads_and_evaluates_the_same(tmp_path, capsys):
+    """A checkpoint of the pre-layout code (flat keys "0.weight", "3.weight"; encoding and alpha only in the
+    config) rebuilds the same model, encoder included, and `tcsnn eval` reports the run's accuracy."""
+    from tcsnn.cli import main
+    from tcsnn.data import load_arrays
+    from tcsnn.metrics import evaluate
+
+    _, last = run(tmp_path, "new", ema_decay=0.9, alpha=1.5)
+    new_path, old_path = tmp_path / "new" / "checkpoint.pt", tmp_path / "old.pt"
+    torch.save(to_version_1(load_checkpoint(new_path)), old_path)
+    upgraded = load_checkpoint(old_path)
+    assert upgraded["version"] == 2 and upgraded["model_kwargs"]["alpha"] == 1.5
+    assert sorted(upgraded["state_dict"]) == sorted(load_checkpoint(new_path)["state_dict"])
+    model, _ = load_model(old_path)
+    assert (model.encoder.kind, model.encoder.alpha) == ("inverted", 1.5)
+    x, y = load_arrays("digits", None, train=False)
+    assert evaluate(model, x[:100], y[:100]) == evaluate(load_model(new_path)[0], x[:100], y[:100])
+    assert evaluate(model, x[:100], y[:100])["test_accuracy"] == last["test_accuracy"]
+    assert main(["eval", "--checkpoint", str(old_path), "--limit", "100", "--no-progress"]) == 0
+    assert f"accuracy {last['test_accuracy']:.2%}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra,old_layout", [({}, False), (EMA, False), (EMA, True)],
@@ -58,14 +100,15 @@ EMA = {"augment_shift": 1, "ema_decay": 0.9}
 def test_resume_equals_uninterrupted_run(tmp_path, capsys, extra, old_layout):
     """A cut run resumed with a larger --epochs equals the uninterrupted one (and says the lr decay moved).
 
-    Older checkpoints kept the averaged values inside "weight_average" too; they resume the same way.
+    Older checkpoints (version 1: flat-Sequential keys, no encoding in model_kwargs, the averaged values inside
+    "weight_average" too) resume the same way.
     """
     run(tmp_path, "full", **extra)
     cfg = get_recipe("digits", **{**FAST, **extra, "epochs": 1})
     train(cfg, tmp_path / "cut", progress=False)
     if old_layout:
         path = tmp_path / "cut" / "checkpoint.pt"
-        ckpt = load_checkpoint(path)
+        ckpt = to_version_1(load_checkpoint(path))
         ckpt["weight_average"]["params"] = {k: v.clone() for k, v in ckpt["state_dict"].items()}
         torch.save(ckpt, path)
     capsys.readouterr()
@@ -91,7 +134,7 @@ def test_weight_average_is_what_is_shipped_and_evaluated(tmp_path):
 
     model, config = load_model(tmp_path / "ema" / "checkpoint.pt")
     x, y = load_arrays("digits", None, train=False)
-    again = evaluate(model, x[:100], y[:100], encoding=config["encoding"], alpha=config["alpha"])
+    again = evaluate(model, x[:100], y[:100])
     assert again["test_accuracy"] == last["test_accuracy"]
 
 

@@ -17,8 +17,6 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from tcsnn.data import load_arrays
     from tcsnn.metrics import evaluate, format_metrics
     from tcsnn.train.checkpoint import load_model
@@ -30,9 +28,7 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         x, y = x[: args.limit], y[: args.limit]
-    m = evaluate(model, x, y, encoding=cfg["encoding"], alpha=cfg["alpha"],
-                 batch_size=args.batch_size, dtype=getattr(torch, cfg.get("dtype", "float32")),
-                 progress=not args.no_progress)
+    m = evaluate(model, x, y, batch_size=args.batch_size, progress=not args.no_progress)
     print(format_metrics(m))
     if args.json:
         with open(args.json, "w") as f:

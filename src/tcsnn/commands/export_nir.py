@@ -23,7 +23,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from tcsnn.cli import CLIError
-    from tcsnn.neuromorphic.nir import _import_nir, _layers, infer_input_shape, write_nir
+    from tcsnn.neuromorphic.nir import _import_nir, infer_input_shape, write_nir
+    from tcsnn.nn import spiking_layers
     from tcsnn.train.checkpoint import load_checkpoint, load_model
 
     try:
@@ -36,11 +37,10 @@ def run_cli(args: argparse.Namespace) -> int:
     else:
         ckpt = load_checkpoint(args.checkpoint)
         shape = infer_input_shape(model, ckpt["model"], ckpt["model_kwargs"])
-    encoding = {"kind": config["encoding"], "alpha": config["alpha"]}  # a run config holds them flat
-    graph = write_nir(model, args.out, input_shape=shape, encoding=encoding, bias=args.bias)
+    graph = write_nir(model, args.out, input_shape=shape, bias=args.bias)  # the encoding: the model's encoder
     print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, input shape {shape}, "
           f"bias mapping {args.bias!r}")
-    if args.bias == "current" and any(getattr(m, "bias", None) is not None for _, m in _layers(model)):
+    if args.bias == "current" and any(m.bias is not None for _, m in spiking_layers(model)):
         print("note: biases are exported as constant NIR currents, which only approximates tcsnn's t = 0 "
               "bias spike; --bias spike is exact (see the graph metadata)")
     return 0

@@ -51,7 +51,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--layers", default=None,
-                   help="comma-separated spiking layer names (e.g. 0,3) to quantise / perturb (default: all)")
+                   help="comma-separated spiking layer names (e.g. features.0,classifier.0) to quantise / perturb "
+                        "(default: all)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--save-quantized", action="store_true",
@@ -68,7 +69,6 @@ def _sha256(path: Path) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    import torch
 
     from tcsnn.data import load_arrays
     from tcsnn.quant import (
@@ -118,17 +118,17 @@ def run_cli(args: argparse.Namespace) -> int:
     model, cfg, source = load_any(ckpt_path)
     if layers is not None:
         select_layers(model, layers)
-    for key in ("dataset", "encoding", "alpha"):
-        if key not in cfg:
-            raise ValueError(f"{ckpt_path}: the run config has no {key!r}; cannot rebuild the test inputs")
+    if "dataset" not in cfg:
+        raise ValueError(f"{ckpt_path}: the run config has no 'dataset'; cannot load the test inputs")
     root = args.data_root if args.data_root is not None else cfg.get("data_root")
     x, y = load_arrays(cfg["dataset"], root, train=False)
     if args.limit is not None:
         x, y = x[: args.limit], y[: args.limit]
-    spec = EvalSpec(encoding=cfg["encoding"], alpha=float(cfg["alpha"]), batch_size=args.batch_size,
-                    dtype=getattr(torch, cfg.get("dtype", "float32")))
+    spec = EvalSpec(batch_size=args.batch_size)
+    encoder = model.encoder  # the checkpoint's own input encoding
     settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
-                "encoding": spec.encoding, "alpha": spec.alpha, "dtype": str(spec.dtype).removeprefix("torch."),
+                "encoding": encoder.kind, "alpha": encoder.alpha,
+                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,
                 "bias_bits": args.bias_bits, "layers": layers,
                 "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}

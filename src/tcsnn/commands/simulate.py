@@ -28,18 +28,6 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
-def _encoding_of(config: dict[str, Any], where: Any) -> tuple[str, float]:
-    """(kind, alpha) from a run config: ``encoding: "inverted", alpha: 1.0`` or ``encoding: {kind, alpha}``."""
-    enc = config.get("encoding")
-    if isinstance(enc, dict):
-        kind, alpha = enc.get("kind"), enc.get("alpha")
-    else:
-        kind, alpha = enc, config.get("alpha")
-    if not isinstance(kind, str) or not isinstance(alpha, (int, float)):
-        raise ValueError(f"{where}: the config names no input encoding (need 'encoding' and 'alpha')")
-    return kind, float(alpha)
-
-
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="a tcsnn checkpoint file")
     parser.add_argument("--data-root", type=Path, default=None,
@@ -61,7 +49,6 @@ def run_cli(args: argparse.Namespace) -> int:
     import torch
 
     from tcsnn import __version__
-    from tcsnn.functional import encode
     from tcsnn.neuromorphic.sim import compile_network, format_summary, simulate_images, summarize
     from tcsnn.train.checkpoint import load_model
 
@@ -73,12 +60,14 @@ def run_cli(args: argparse.Namespace) -> int:
     root = args.data_root if args.data_root is not None else config.get("data_root")
     if root is None:
         raise ValueError("no data folder: pass --data-root (the checkpoint config has no data_root)")
-    kind, alpha = _encoding_of(config, args.checkpoint)
+    encoder = model.encoder.double()  # the checkpoint's own encoding; the simulation runs in float64
+    kind, alpha = encoder.kind, encoder.alpha
     from tcsnn.data import load_arrays
 
     x, y = load_arrays(config["dataset"], root, train=False)
     x, y = torch.as_tensor(x[:args.limit]), np.asarray(y[:args.limit])
-    z = encode(x, kind, alpha, dtype=torch.float64)
+    with torch.no_grad():
+        z = encoder(x)  # (N, C, H, W) float64 spike values
     net = compile_network(model, tuple(x.shape[1:]))
     threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
     print(f"simulating {len(x)} {config['dataset']} test images: {net.n_nodes} nodes, {net.n_edges} edges, "

@@ -1,10 +1,10 @@
 """Registered spiking architectures, one file per family, built by one factory: ``create_model(name, **kwargs)``.
 
-Every model maps input spike values z (B, C, H, W) to output spike values (B, num_classes); the class is the
-earliest output spike (argmin z).
+Every model is a :class:`tcsnn.nn.SpikingNetwork`: its encoder maps pixels (B, C, H, W) in [0, 1] to input spike
+values, its body maps those to output spike values (B, num_classes); the class is the earliest output spike.
 """
 
 from tcsnn.models import fc, scnn  # noqa: F401  (registers the builders)
-from tcsnn.models._registry import _MODELS, create_model, list_models, register_model
+from tcsnn.models._registry import _MODELS, create_model, default_config, list_models, register_model
 
-__all__ = ["_MODELS", "create_model", "list_models", "register_model"]
+__all__ = ["_MODELS", "create_model", "default_config", "list_models", "register_model"]

@@ -134,21 +134,6 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Leaf layers in forward order; nested ``nn.Sequential``s are unrolled with dotted names."""
-    from torch import nn
-
-    if not isinstance(model, nn.Sequential):
-        return [("0", model)]
-    out: list[tuple[str, nn.Module]] = []
-    for name, child in model.named_children():
-        if isinstance(child, nn.Sequential):
-            out += [(f"{name}.{n}", m) for n, m in _layers(child)]
-        else:
-            out.append((name, child))
-    return out
-
-
 def _as_numpy(t: Any) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
@@ -195,8 +180,8 @@ def export_nir(
         model: ``SpikingLinear``, ``SpikingConv2d`` and ``torch.nn.Flatten`` layers, in an ``nn.Sequential``.
         input_shape: shape of one sample without the batch axis: (C, H, W) for a convolutional first layer,
             (N,) for a fully-connected one.
-        encoding: ``{"kind": "inverted" | "direct", "alpha": float}`` (a checkpoint's ``config["encoding"]``),
-            recorded in the metadata; None records "unspecified".
+        encoding: ``{"kind": "inverted" | "direct", "alpha": float}``, recorded in the metadata; None takes the
+            encoder of a :class:`tcsnn.nn.SpikingNetwork` and records "unspecified" for a bare layer stack.
         bias: ``"current"`` (NIR Affine bias; approximate) or ``"spike"`` (exact; extra t = 0 inputs).
 
     Returns:
@@ -212,14 +197,16 @@ def export_nir(
     from torch import nn
 
     from tcsnn import __version__
-    from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
+    from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d, SpikingNetwork, flat_layers
     from tcsnn.quant import effective_weights
 
     nir = _import_nir()
     _check_bias_mapping(bias)
     shape = _check_input_shape(input_shape)
+    layers = flat_layers(model)  # the body of a SpikingNetwork: spike values in
+    if encoding is None and isinstance(model, SpikingNetwork):
+        encoding = {"kind": model.encoder.kind, "alpha": model.encoder.alpha}
     enc = _encoding_metadata(encoding)
-    layers = _layers(model)
     if not layers:
         raise ValueError("the model has no layers to export")
 
@@ -363,9 +350,9 @@ def infer_input_shape(
     import inspect
 
     from tcsnn.models import _MODELS
-    from tcsnn.nn import SpikingConv2d, SpikingLinear
+    from tcsnn.nn import SpikingConv2d, SpikingLinear, flat_layers
 
-    first = next((m for _, m in _layers(model) if isinstance(m, (SpikingLinear, SpikingConv2d))), None)
+    first = next((m for _, m in flat_layers(model) if isinstance(m, (SpikingLinear, SpikingConv2d))), None)
     if isinstance(first, SpikingLinear):
         return (first.in_features,)
     if isinstance(first, SpikingConv2d):

@@ -279,14 +279,6 @@ class EventNetwork:
         return self.populations[-1]
 
 
-def _flat_modules(model: nn.Module) -> list[nn.Module]:
-    from torch import nn
-
-    if isinstance(model, nn.Sequential):
-        return [m for child in model for m in _flat_modules(child)]
-    return [model]
-
-
 def _to_numpy(t: Any) -> np.ndarray:
     import torch
 
@@ -357,13 +349,13 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
     import torch
     from torch import nn
 
-    from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
+    from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d, flat_layers
     from tcsnn.quant import effective_weights
 
     shape = tuple(int(s) for s in input_shape)
     if not shape or min(shape) < 1:
         raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got {tuple(input_shape)}")
-    modules = _flat_modules(model)
+    modules = [m for _, m in flat_layers(model)]  # the body of a SpikingNetwork: spike values in
     has_bias = any(isinstance(m, (SpikingConv2d, SpikingLinear)) and m.bias is not None for m in modules)
     n_in = math.prod(shape)
     pops = [Population("input", SOURCE, 0, shape)]

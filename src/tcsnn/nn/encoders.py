@@ -15,16 +15,25 @@ class SpikeEncoder(nn.Module):
 
     def __init__(self, alpha: float, kind: str | None = None) -> None:
         super().__init__()
-        self.alpha = alpha
+        self.alpha = float(alpha)
         if kind is not None:
             self.kind = kind
-        encode(torch.zeros(1), self.kind, alpha)  # validates kind and alpha now, not at the first batch
+        encode(torch.zeros(1), self.kind, self.alpha)  # validates kind and alpha now, not at the first batch
+        # An empty tensor that follows ``.to(dtype / device)`` of the model: the encoder has no parameters, yet
+        # ``model.double()`` must make it emit float64 spike values.  Not persistent: no state_dict entry.
+        self.register_buffer("_like", torch.empty(0), persistent=False)
 
     def forward(self, p: Tensor) -> Tensor:
-        return encode(p, self.kind, self.alpha)
+        """``p`` (any shape) pixels in [0, 1] -> ``z`` of the same shape, in the model's dtype."""
+        return encode(p, self.kind, self.alpha, dtype=self._like.dtype)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, alpha={self.alpha}"
+
+
+def make_encoder(kind: str, alpha: float) -> SpikeEncoder:
+    """The encoder module of a named encoding (:data:`tcsnn.functional.encode.ENCODINGS`)."""
+    return SpikeEncoder(alpha, kind)
 
 
 class InvertedEncoder(SpikeEncoder):

@@ -127,12 +127,25 @@ def apply_quantized(model: nn.Module, export: dict[str, Any]) -> None:
 
 def load_quantized_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network of a :func:`save_quantized` file in eval mode; returns ``(model, config)``."""
-    from tcsnn.models import create_model
+    from tcsnn.models import create_model, default_config
+    from tcsnn.nn.network import flat_layers
 
     export = load_quantized(path)
     if not export.get("model"):
         raise ValueError(f"{path} does not name its model; export it with model_name=... to make it loadable")
-    model = create_model(export["model"], **export["model_kwargs"])
+    kwargs = dict(export["model_kwargs"])
+    config = export.get("config") or {}
+    defaults = default_config(export["model"])
+    for key, value in (("encoding", config.get("encoding")), ("alpha", config.get("alpha"))):
+        if key in defaults and key not in kwargs and value is not None:  # an export of tcsnn <= 0.1's checkpoints
+            kwargs[key] = value
+    model = create_model(export["model"], **kwargs)
+    names = [n for n, _ in flat_layers(model)]
+    current = {n for n, _ in select_layers(model, None)}
+    if all(k.isdigit() for k in export["layers"]) and set(export["layers"]) != current:
+        # layers named by their index in a flat nn.Sequential (files of tcsnn <= 0.1): today's names, in order
+        export = {**export, "layers": {names[int(k)] if int(k) < len(names) else k: v
+                                       for k, v in export["layers"].items()}}
     dtypes = {layer["dtype"] for layer in export["layers"].values()}
     if len(dtypes) == 1:
         model = model.to(getattr(torch, dtypes.pop()))

@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from tcsnn.train.checkpoint import FORMAT, VERSION, load_checkpoint, save_atomic
 from tcsnn.train.config import TrainConfig
 
-__all__ = ["TrainConfig", "build_model", "clip_gradients_", "load_teacher", "train", "weight_layers"]
+__all__ = ["TrainConfig", "build_model", "clip_gradients_", "load_teacher", "model_kwargs", "train", "train_one_epoch",
+           "validate", "weight_layers"]
 
 
 def weight_layers(model: nn.Module) -> list[tuple[Tensor, Tensor | None]]:
@@ -97,10 +98,25 @@ def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return x_tr, y_tr, x_te, y_te
 
 
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The :func:`tcsnn.models.create_model` arguments of a run: ``cfg.model_kwargs`` plus the input encoding."""
+    from tcsnn.models import default_config
+
+    kwargs = dict(cfg.model_kwargs)
+    defaults = default_config(cfg.model)
+    for key, value in (("encoding", cfg.encoding), ("alpha", cfg.alpha)):
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"bad config: model_kwargs[{key!r}] = {kwargs[key]!r} disagrees with {key} = {value!r}")
+        if key in defaults:
+            kwargs[key] = value
+    return kwargs
+
+
 def build_model(cfg: TrainConfig) -> nn.Module:
+    """The run's model (encoder at the front), in ``cfg.dtype``, every layer on ``cfg.backend``."""
     from tcsnn.models import create_model
 
-    model = create_model(cfg.model, **cfg.model_kwargs)
+    model = create_model(cfg.model, **model_kwargs(cfg))
     model = model.to(getattr(torch, cfg.dtype))
     for m in model.modules():
         if hasattr(m, "backend"):
@@ -112,7 +128,7 @@ def load_teacher(cfg: TrainConfig) -> nn.Module | None:
     """The frozen teacher model of ``cfg.distill_checkpoint`` (None without one), in eval mode.
 
     Raises ValueError when the teacher was trained on other input spikes (data set, encoding or alpha): it sees
-    the student's input batch as it is.
+    the student's encoded (noisy, shifted) input batch as it is.
     """
     if cfg.distill_checkpoint is None:
         return None
@@ -128,14 +144,86 @@ def load_teacher(cfg: TrainConfig) -> nn.Module | None:
     return teacher
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train ``cfg`` into ``run_dir``; returns the last epoch's metrics."""
+def train_one_epoch(
+    model: nn.Module, opt: torch.optim.Optimizer, x_tr: Tensor, y_tr: Tensor, cfg: TrainConfig, epoch: int, *,
+    teacher: nn.Module | None = None, average: Any = None, progress: bool = False,
+) -> dict[str, Any]:
+    """One pass over the training split in the seeded order of ``epoch``; returns the epoch's training metrics.
+
+    ``model`` is a :class:`tcsnn.nn.SpikingNetwork`: its encoder turns the (shifted) pixels into spike values,
+    the input noise ``z <- z * exp(input_noise * N(0, 1))`` is added to those, and its body computes the
+    outputs.  ``average`` (a :class:`tcsnn.train.ema.WeightAverage`) is updated after every step.
+    """
     from tqdm.auto import tqdm
 
     from tcsnn.data.transforms import random_shift
-    from tcsnn.functional import encode
     from tcsnn.functional.loss import classification_loss, distillation_loss, l2_penalty, weight_sum_penalty
-    from tcsnn.metrics import count_spikes, decide, evaluate, format_metrics
+    from tcsnn.metrics import count_spikes, decide
+    from tcsnn.nn.network import SpikingNetwork
+    from tcsnn.quant.attach import effective_weight_layers
+
+    if not isinstance(model, SpikingNetwork):
+        raise TypeError(f"training needs a SpikingNetwork (encoder + body), got {type(model).__name__}")
+    encoder, body = model.encoder, model.body
+    teacher_body = None if teacher is None else teacher.body
+    gen = _epoch_generator(cfg.seed, epoch)
+    model.train()
+    n = x_tr.shape[0]
+    perm = torch.randperm(n, generator=gen)
+    loss_sum = correct = seen = 0.0
+    bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+               leave=False, file=sys.stderr)
+    with count_spikes(model) as counts:
+        for i in bar:
+            idx = perm[i : i + cfg.batch_size]
+            x = random_shift(x_tr[idx], cfg.augment_shift, gen)  # shift 0: the images as they are, no draw
+            z = encoder(x)  # (B, C, H, W) spike values in the model's dtype
+            if cfg.input_noise > 0:
+                z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=z.dtype))
+            z_out = body(z)  # (B, K)
+            task = classification_loss(z_out, y_tr[idx], cfg.loss)
+            if teacher_body is not None:
+                with torch.no_grad():
+                    z_teacher = teacher_body(z)  # (B, K): the same noisy, shifted input
+                task = ((1 - cfg.distill_weight) * task
+                        + cfg.distill_weight * distillation_loss(z_out, z_teacher, cfg.distill_temperature))
+            # The weight-sum penalty sees the weights the forward used (quantised in QAT): it is what revives
+            # neurons that quantisation silenced.  L2 acts on the full-precision weights.
+            loss = (task
+                    + cfg.K * weight_sum_penalty(effective_weight_layers(model), cfg.beta)
+                    + cfg.l2 * l2_penalty(w for w, _ in weight_layers(model)))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {i // cfg.batch_size}"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients_(model, cfg.grad_clip)
+            opt.step()
+            if average is not None:
+                average.update(model)
+            pred, decided = decide(z_out.detach())
+            correct += float((decided & (pred == y_tr[idx])).sum())
+            loss_sum += float(loss.detach()) * idx.numel()
+            seen += idx.numel()
+            if progress:
+                fire = sum(c[0] for c in counts.values()) / max(1, sum(c[1] for c in counts.values()))
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", fire=f"{fire:.2f}")
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            "train_spike_share_per_layer": {k: c[0] / max(c[1], 1) for k, c in counts.items()}}
+
+
+def validate(model: nn.Module, x_te: Tensor, y_te: Tensor, cfg: TrainConfig) -> dict[str, Any]:
+    """Test metrics of ``model`` (pixels in, :func:`tcsnn.metrics.evaluate`)."""
+    from tcsnn.metrics import evaluate
+
+    return evaluate(model, x_te, y_te, batch_size=cfg.eval_batch_size)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir``; returns the last epoch's metrics."""
+    from tcsnn.metrics import format_metrics
+    from tcsnn.quant.attach import set_weight_bits
     from tcsnn.train.ema import WeightAverage
 
     run_dir = Path(run_dir)
@@ -146,9 +234,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             f"run folder {run_dir} already holds a run; pass --resume to continue it or pick another --out"
         )
     torch.manual_seed(cfg.seed)
-    dtype = getattr(torch, cfg.dtype)
     x_tr, y_tr, x_te, y_te = _load_data(cfg)  # before creating the run folder: bad data leaves nothing behind
     model = build_model(cfg)
+    kwargs = model_kwargs(cfg)
     teacher = load_teacher(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -181,9 +269,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         print(f"--resume: no checkpoint in {run_dir}, starting from scratch", file=sys.stderr)
     if start_epoch == 0 and cfg.init_checkpoint:
         init = load_checkpoint(cfg.init_checkpoint)
-        if init["model"] != cfg.model or init["model_kwargs"] != cfg.model_kwargs:
+        if init["model"] != cfg.model or init["model_kwargs"] != kwargs:
             raise ValueError(f"init_checkpoint {cfg.init_checkpoint} holds model {init['model']!r} "
-                             f"{init['model_kwargs']}, not {cfg.model!r} {cfg.model_kwargs}")
+                             f"{init['model_kwargs']}, not {cfg.model!r} {kwargs}")
         model.load_state_dict(init["state_dict"])
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay is not None else None
     if average is not None and start_epoch > 0:
@@ -193,79 +281,33 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         average.load_state_dict(ckpt["weight_average"], params=ckpt["state_dict"])
     _write_json(run_dir / "config.json", {"config": dataclasses.asdict(cfg), "versions": _versions()})
 
-    from tcsnn.quant.attach import effective_weight_layers, set_weight_bits
-
-    n = x_tr.shape[0]
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        gen = _epoch_generator(cfg.seed, epoch)
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(epoch)
         bits = cfg.bits_at(epoch)
         if cfg.quant_bits:
             set_weight_bits(model, bits, scale=cfg.quant_scale, grid=cfg.quant_grid, bias_bits=cfg.quant_bias_bits)
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        loss_sum = correct = seen = 0.0
-        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, file=sys.stderr)
-        with count_spikes(model) as counts:
-            for i in bar:
-                idx = perm[i : i + cfg.batch_size]
-                x = random_shift(x_tr[idx], cfg.augment_shift, gen)  # shift 0: the images as they are, no draw
-                z = encode(x, cfg.encoding, cfg.alpha, dtype=dtype)
-                if cfg.input_noise > 0:
-                    z = z * torch.exp(cfg.input_noise * torch.randn(z.shape, generator=gen, dtype=dtype))
-                z_out = model(z)
-                task = classification_loss(z_out, y_tr[idx], cfg.loss)
-                if teacher is not None:
-                    with torch.no_grad():
-                        z_teacher = teacher(z)  # (B, K): the same noisy, shifted input
-                    task = ((1 - cfg.distill_weight) * task
-                            + cfg.distill_weight * distillation_loss(z_out, z_teacher, cfg.distill_temperature))
-                # The weight-sum penalty sees the weights the forward used (quantised in QAT): it is what revives
-                # neurons that quantisation silenced.  L2 acts on the full-precision weights.
-                loss = (task
-                        + cfg.K * weight_sum_penalty(effective_weight_layers(model), cfg.beta)
-                        + cfg.l2 * l2_penalty(w for w, _ in weight_layers(model)))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {i // cfg.batch_size}"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_gradients_(model, cfg.grad_clip)
-                opt.step()
-                if average is not None:
-                    average.update(model)
-                pred, decided = decide(z_out.detach())
-                correct += float((decided & (pred == y_tr[idx])).sum())
-                loss_sum += float(loss.detach()) * idx.numel()
-                seen += idx.numel()
-                if progress:
-                    fire = sum(c[0] for c in counts.values()) / max(1, sum(c[1] for c in counts.values()))
-                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", fire=f"{fire:.2f}")
+        train_metrics = train_one_epoch(model, opt, x_tr, y_tr, cfg, epoch, teacher=teacher, average=average,
+                                        progress=progress)
         train_time = time.time() - t0
         shipped = model
         if average is not None:
             shipped = copy.deepcopy(model)  # keeps the quantiser: the average is evaluated at this epoch's width
             average.copy_to(shipped)
-        metrics = evaluate(shipped, x_te, y_te, encoding=cfg.encoding, alpha=cfg.alpha, dtype=dtype,
-                           batch_size=cfg.eval_batch_size)
+        metrics = validate(shipped, x_te, y_te, cfg)
         last = {
             "epoch": epoch,
             "lr": cfg.lr_at(epoch),
             "bits": bits,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "train_spike_share_per_layer": {k: c[0] / max(c[1], 1) for k, c in counts.items()},
+            **train_metrics,
             **metrics,
             "train_time_s": train_time,
             "epoch_time_s": time.time() - t0,
         }
         with open(metrics_path, "a") as f:
             f.write(json.dumps(last) + "\n")
-        ckpt_out = {"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": cfg.model_kwargs,
+        ckpt_out = {"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": kwargs,
                     "state_dict": shipped.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                     "config": dataclasses.asdict(cfg)}
         if average is not None:

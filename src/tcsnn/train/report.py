@@ -30,12 +30,12 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    layers = list(rows[0]["spike_share_per_layer"])
+    layers = list(rows[-1]["spike_share_per_layer"])  # a resumed older run may name its layers by index first
     head = ("| epoch | bits | test acc. | train acc. | neurons spiking | per layer (" + " / ".join(layers)
             + ") | energy / image | mean decision t | train s |")
     lines = [head, "|" + "---|" * 9]
     for m in rows:
-        per = " / ".join(f"{100 * m['spike_share_per_layer'][k]:.1f}" for k in layers)
+        per = " / ".join(f"{100 * v:.1f}" for v in m["spike_share_per_layer"].values())  # in forward order
         bits = m.get("bits") or "fp"
         lines.append(
             f"| {m['epoch'] + 1} | {bits} | {100 * m['test_accuracy']:.2f} % | {100 * m['train_accuracy']:.2f} % | "
@@ -57,8 +57,9 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> None:
     ax1.plot(epochs, [100 * m["train_accuracy"] for m in rows], "s--", label="train (noisy inputs)")
     ax1.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     ax1.legend()
-    for name in rows[0]["spike_share_per_layer"]:
-        ax2.plot(epochs, [100 * m["spike_share_per_layer"][name] for m in rows], "o-", label=f"layer {name}")
+    for i, name in enumerate(rows[-1]["spike_share_per_layer"]):  # by position: older runs name layers by index
+        ax2.plot(epochs, [100 * list(m["spike_share_per_layer"].values())[i] for m in rows], "o-",
+                 label=f"layer {name}")
     ax2.set(xlabel="epoch", ylabel="neurons that spike (%)", title="spiking share (test)")
     ax2.legend()
     fig.tight_layout()
