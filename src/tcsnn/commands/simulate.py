@@ -50,7 +50,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=False,
                         help="stop each image at its first output spike "
                              "(default: run until all outputs fired)")
-    parser.add_argument("--threads", type=int, default=None, help="parallel images (default: all CPU cores)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="images simulated in parallel, and the threads of torch and the kernels "
+                             "(default: all CPU cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -60,7 +63,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     import torch
 
-    from tcsnn import __version__
+    from tcsnn import __version__, set_num_threads
     from tcsnn.functional import encode
     from tcsnn.neuromorphic.sim import compile_network, format_summary, simulate_images, summarize
     from tcsnn.train.checkpoint import load_model
@@ -69,6 +72,8 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:
+        set_num_threads(args.threads)
     model, config = load_model(args.checkpoint)
     root = args.data_root if args.data_root is not None else config.get("data_root")
     if root is None:
@@ -84,7 +89,8 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"simulating {len(x)} {config['dataset']} test images: {net.n_nodes} nodes, {net.n_edges} edges, "
           f"{threads} threads", file=sys.stderr)
     t0 = time.perf_counter()
-    runs = simulate_images(net, z.numpy(), early_stop=args.early_stop, threads=threads)
+    runs = simulate_images(net, z.numpy(), early_stop=args.early_stop, threads=threads,
+                           progress=not args.no_progress)
     wall = time.perf_counter() - t0
     summary = summarize(runs, y)
     summary.update(wall_s=wall, images_per_s=len(x) / wall, threads=threads)
