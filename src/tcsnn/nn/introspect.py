@@ -14,3 +14,23 @@ def spiking_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     runs and the keys of every per-layer result (spike counts, quantisation, export).
     """
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (SpikingConv2d, SpikingLinear))]
+
+
+def layer_labels(model: nn.Module) -> dict[str, str]:
+    """Readable names of the spiking layers, keyed by their :func:`spiking_layers` names, in forward order.
+
+    Convolutions are ``conv1, conv2, ...``, linear layers ``fc1, fc2, ...``, and the last spiking layer (the
+    output neurons) is ``out``: ``scnn_mnist`` gives ``{"0": "conv1", "2": "conv2", "5": "out"}``.  Printed
+    tables and plots use them; results stay keyed by the module names.
+    """
+    layers = spiking_layers(model)
+    labels: dict[str, str] = {}
+    counts = {"conv": 0, "fc": 0}
+    for i, (name, module) in enumerate(layers):
+        if i == len(layers) - 1:
+            labels[name] = "out"
+            continue
+        kind = "conv" if isinstance(module, SpikingConv2d) else "fc"
+        counts[kind] += 1
+        labels[name] = f"{kind}{counts[kind]}"
+    return labels
