@@ -54,7 +54,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the weight-noise and jitter draws, >= 0 (default 0)")
     p.add_argument("--layers", default=None,
-                   help="comma-separated spiking layer names (e.g. 0,3) to quantise / perturb (default: all)")
+                   help="comma-separated spiking layers to quantise / perturb, by printed name (e.g. conv1,out) "
+                        "or module name (e.g. 0,3) (default: all)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--batch-size", type=int, default=500, help="test images per forward pass (default 500)")
     p.add_argument("--save-quantized", action="store_true",
@@ -75,6 +76,7 @@ def run_cli(args: argparse.Namespace) -> int:
     import torch
 
     from tcsnn.data import load_arrays
+    from tcsnn.nn.introspect import layer_labels
     from tcsnn.quant import (
         check_bias_bits,
         check_bits,
@@ -123,6 +125,8 @@ def run_cli(args: argparse.Namespace) -> int:
     ckpt_path = Path(args.checkpoint)
     model, cfg, source = load_any(ckpt_path)
     if layers is not None:
+        by_label = {label: name for name, label in layer_labels(model).items()}
+        layers = [by_label.get(n, n) for n in layers]  # printed names -> module names
         select_layers(model, layers)
     for key in ("dataset", "encoding", "alpha"):
         if key not in cfg:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from tcsnn.commands._options import positive_int
+
 _CSV_FIELDS = (
     "index", "label", "prediction", "correct", "decision_time", "decision_spikes", "decision_synaptic_events",
     "input_spikes", "full_spikes", "full_synaptic_events",
@@ -50,7 +52,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=False,
                         help="stop each image at its first output spike "
                              "(default: run until all outputs fired)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="images simulated in parallel, and the threads of torch and the kernels "
                              "(default: all CPU cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -107,7 +107,10 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path, names: dict[str, s
         ax2.plot(epochs, [100 * m["spike_share_per_layer"][name] for m in rows], "o-", label=names.get(name, name))
     ax2.set(xlabel="epoch", ylabel="neurons that spike (%)", title="spiking share (test)")
     ax2.legend()
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (ax1, ax2):  # whole epochs only: every epoch of a short run, else whole-number steps
+        if len(epochs) <= 10:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
