@@ -72,9 +72,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if args.threads is not None:
+    if args.threads is not None:  # argparse checked it is >= 1
         set_num_threads(args.threads)
     model, config = load_model(args.checkpoint)
     root = args.data_root if args.data_root is not None else config.get("data_root")
