@@ -1,6 +1,8 @@
 """What the commands print: progress bars while ``simulate`` and ``circuit`` work (``--no-progress``: none), and
 layers by readable name."""
 
+import json
+
 import pytest
 
 from tcsnn.cli import main
@@ -43,3 +45,11 @@ def test_circuit_shows_progress(tmp_path, capsys, progress):
     assert main(argv + ([] if progress else ["--no-progress"])) == 0
     err = capsys.readouterr().err
     assert ("table 3:" in err and "tracking, 2 inputs, dt 0.01:" in err and "step" in err) == progress
+
+
+def test_robustness_layers_take_the_printed_names(digits_checkpoint, tmp_path):
+    out = tmp_path / "rob"
+    assert main(["robustness", "--checkpoint", str(digits_checkpoint), "--out", str(out), "--layers", "out",
+                 "--bits", "", "--snr", "30", "--jitter", "", "--draws", "1", "--limit", "16", "--no-progress"]) == 0
+    doc = json.loads((out / "robustness.json").read_text())
+    assert doc["settings"]["layers"] == ["3"]  # scnn_tiny: conv1 = "0", out = "3"; results keep module names
