@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn._constants import ENERGY_PER_SPIKE_J
-from tcsnn.nn.introspect import spiking_layers
+from tcsnn.nn.introspect import layer_labels, spiking_layers
 
 
 def decide(z_out: Tensor) -> tuple[Tensor, Tensor]:
@@ -93,6 +93,7 @@ def evaluate(
         "mean_decision_time": t_sum / decided_n if decided_n else math.nan,
         "spike_share": spikes / max(neurons, 1),
         "spike_share_per_layer": {k: c[0] / max(c[1], 1) for k, c in counts.items()},
+        "layer_names": layer_labels(model),  # readable names (conv1, ..., out) of the keys above
         "spikes_per_image": spikes / max(n, 1),
         "energy_per_image_J": spikes / max(n, 1) * ENERGY_PER_SPIKE_J,
         "n_test": n,
@@ -101,7 +102,8 @@ def evaluate(
 
 
 def format_metrics(m: dict[str, Any]) -> str:
-    layers = ", ".join(f"{k}: {v:.1%}" for k, v in m["spike_share_per_layer"].items())
+    names = m.get("layer_names", {})
+    layers = ", ".join(f"{names.get(k, k)}: {v:.1%}" for k, v in m["spike_share_per_layer"].items())
     return (
         f"accuracy {m['test_accuracy']:.2%} | no output spike {m['no_decision_rate']:.2%} | "
         f"neurons spiking {m['spike_share']:.1%} ({layers}) | {m['spikes_per_image']:.0f} spikes/image, "

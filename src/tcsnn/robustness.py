@@ -377,11 +377,32 @@ def write_csv(doc: dict[str, Any], path: str | Path) -> None:
     tmp.replace(path)
 
 
-def plot_sweeps(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``accuracy_vs_{bits,snr,jitter}.png`` for each kind with rows; the baseline as a dashed line."""
+#: How plot titles name the data sets.
+_DATASET_TITLES = {"digits": "8x8 digits", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def sweep_title(doc: dict[str, Any], model: str | None = None) -> str:
+    """A plot title naming the data set, the model (when given) and the number of test images of a sweep."""
+    settings = doc.get("settings", {})
+    dataset = settings.get("dataset")
+    parts = [_DATASET_TITLES.get(dataset, str(dataset)) if dataset is not None else "unknown data set"]
+    if model:
+        parts.append(model)
+    if settings.get("n_test") is not None:
+        parts.append(f"{settings['n_test']:,} test images")
+    return ", ".join(parts)
+
+
+def plot_sweeps(doc: dict[str, Any], out_dir: str | Path, *, title: str | None = None) -> list[Path]:
+    """``accuracy_vs_{bits,snr,jitter}.png`` for each kind with rows; the baseline as a dashed line.
+
+    Every plot is titled ``title`` (default: :func:`sweep_title` of ``doc``), so that the figures of two models or
+    data sets cannot be mistaken for each other.
+    """
     from matplotlib.figure import Figure
 
     out_dir = Path(out_dir)
+    title = sweep_title(doc) if title is None else title
     base = [r for r in doc["rows"] if r["kind"] == "baseline"]
     labels = {"bits": "weight bits", "snr": "weight SNR (dB)", "jitter": "input jitter |dt|/t (%)"}
     written = []
@@ -401,6 +422,7 @@ def plot_sweeps(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
             ax.set_xticks(xs, [str(int(v)) for v in xs])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
         path = out_dir / f"accuracy_vs_{kind}.png"

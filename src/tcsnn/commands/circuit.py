@@ -38,26 +38,37 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _joined(values: tuple[float, ...] | tuple[int, ...]) -> str:
+    """A default as the user would type it (argparse converts string defaults with the flag's type)."""
+    return ",".join(str(v) for v in values)
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``tcsnn circuit``."""
+    """Flags of ``tcsnn circuit`` (numpy only, one thread: it has no ``--threads``)."""
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    parser.add_argument("--trials", type=int, default=500, help="random 2-input neurons per Table 3 row")
-    parser.add_argument("--tracking-trials", type=int, default=None, help="neurons per tracking row (default --trials)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dt", type=float, default=DEFAULT_DT, help="time step of the Table 3 runs (units of tau)")
+    parser.add_argument("--trials", type=int, default=500,
+                        help="random 2-input neurons per Table 3 row (default: %(default)s)")
+    parser.add_argument("--tracking-trials", type=int, default=None,
+                        help="neurons per tracking row (default: --trials)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random neurons and jitter (default: %(default)s)")
+    parser.add_argument("--dt", type=float, default=DEFAULT_DT,
+                        help="time step of the Table 3 runs, in units of tau (default: %(default)s)")
     parser.add_argument(
         "--tracking-dts",
         type=_float_list,
-        default=list(DEFAULT_TRACKING_DTS),
-        help="comma-separated time steps",
+        default=_joined(DEFAULT_TRACKING_DTS),
+        help="comma-separated time steps of the tracking study (default: %(default)s)",
     )
     parser.add_argument(
         "--jitters",
         type=_float_list,
-        default=list(DEFAULT_JITTERS),
-        help="relative input jitters, e.g. 0.01,0.05",
+        default=_joined(DEFAULT_JITTERS),
+        help="relative input jitters of Table 3 (default: %(default)s)",
     )
-    parser.add_argument("--bits", type=_int_list, default=list(DEFAULT_BITS), help="weight bits, e.g. 4,8,16,32")
+    parser.add_argument("--bits", type=_int_list, default=_joined(DEFAULT_BITS),
+                        help="weight bits of Table 3 (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -81,6 +92,7 @@ def run_cli(args: argparse.Namespace) -> int:
         bits=args.bits,
         tracking_dts=args.tracking_dts,
         tracking_trials=args.tracking_trials,
+        progress=not args.no_progress,
     )
     print("Circuit vs closed form (eq. 4), random neurons with signed weights, relative error |dt|/t:")
     print(_format_tracking(track))

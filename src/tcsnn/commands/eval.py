@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from tcsnn.commands._options import add_threads_argument, apply_threads
+
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file written by `tcsnn train`")
     p.add_argument("--data-root", default=None, help="data folder (default: the one recorded in the checkpoint)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=500, help="test images per forward pass (default 500)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (as in train and robustness)")
+    add_threads_argument(p)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -21,6 +24,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from tcsnn.metrics import evaluate, format_metrics
     from tcsnn.train.checkpoint import load_model
 
+    apply_threads(args.threads)
     model, cfg = load_model(args.checkpoint)
     root = args.data_root if args.data_root is not None else cfg.get("data_root")
     x, y = load_arrays(cfg["dataset"], root, train=False)

@@ -12,11 +12,12 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from tcsnn.train.report import markdown_table, plot_curves, read_metrics
+    from tcsnn.train.report import layer_names, markdown_table, plot_curves, read_metrics
 
     rows = read_metrics(args.run_dir)
+    names = layer_names(rows, args.run_dir)
     png = Path(args.png) if args.png else Path(args.run_dir) / "curves.png"
-    plot_curves(rows, png)
-    print(markdown_table(rows))
+    plot_curves(rows, png, names)
+    print(markdown_table(rows, names))
     print(f"\nwrote {png}")
     return 0

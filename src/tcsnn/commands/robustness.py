@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tcsnn.commands._options import add_threads_argument, apply_threads
+
 # The defaults of :func:`tcsnn.robustness.run_sweep` and the rules of :mod:`tcsnn.quant`, spelled out here so that
 # building the parser does not import torch (tests/test_cli.py checks they agree).
 DEFAULT_BITS = "32,16,8,4,2"
@@ -49,15 +51,17 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
                    help="width of the bias codes on each neuron's step, e.g. 16; must hold bias/step "
                         "(default: the bias is one more weight of its row)")
     p.add_argument("--draws", type=int, default=5, help="seeded noise / jitter draws per level (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weight-noise and jitter draws, >= 0 (default 0)")
     p.add_argument("--layers", default=None,
-                   help="comma-separated spiking layer names (e.g. features.0,classifier.0) to quantise / perturb "
-                        "(default: all)")
+                   help="comma-separated spiking layers to quantise / perturb, by printed name (e.g. conv1,out) "
+                        "or module name (e.g. features.0,classifier.0) (default: all)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N test images")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=500, help="test images per forward pass (default 500)")
     p.add_argument("--save-quantized", action="store_true",
                    help="also write OUT/quantized-<b>bit.pt (integer codes + scales) for every --bits width")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_threads_argument(p)
 
 
 def _sha256(path: Path) -> str:
@@ -71,6 +75,7 @@ def _sha256(path: Path) -> str:
 def run_cli(args: argparse.Namespace) -> int:
 
     from tcsnn.data import load_arrays
+    from tcsnn.nn.introspect import layer_labels
     from tcsnn.quant import (
         check_bias_bits,
         check_bits,
@@ -88,9 +93,11 @@ def run_cli(args: argparse.Namespace) -> int:
         load_any,
         plot_sweeps,
         run_sweep,
+        sweep_title,
         write_csv,
     )
 
+    apply_threads(args.threads)
     bits = parse_list(args.bits, "--bits", int)
     snr_db = parse_list(args.snr, "--snr", float)
     jitter = parse_list(args.jitter, "--jitter", float)
@@ -117,6 +124,8 @@ def run_cli(args: argparse.Namespace) -> int:
     ckpt_path = Path(args.checkpoint)
     model, cfg, source = load_any(ckpt_path)
     if layers is not None:
+        by_label = {label: name for name, label in layer_labels(model).items()}
+        layers = [by_label.get(n, n) for n in layers]  # printed names -> module names
         select_layers(model, layers)
     if "dataset" not in cfg:
         raise ValueError(f"{ckpt_path}: the run config has no 'dataset'; cannot load the test inputs")
@@ -145,7 +154,8 @@ def run_cli(args: argparse.Namespace) -> int:
                                             model_kwargs=source["model_kwargs"], config=cfg),
                            out / f"quantized-{b}bit.pt")
     write_csv(doc, out / "robustness.csv")
-    plots = plot_sweeps(doc, out)
+    run_name = ckpt_path.resolve().parent.name if ckpt_path.name == "checkpoint.pt" else ckpt_path.stem
+    plots = plot_sweeps(doc, out, title=sweep_title(doc, model=f"{source['model']} ({run_name})"))
     print(format_table(doc))
     print(f"wrote {out / 'robustness.json'}, {out / 'robustness.csv'}"
           + "".join(f", {p.name}" for p in plots), file=sys.stderr)

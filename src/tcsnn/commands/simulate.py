@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from tcsnn.commands._options import positive_int
+
 _CSV_FIELDS = (
     "index", "label", "prediction", "correct", "decision_time", "decision_spikes", "decision_synaptic_events",
     "input_spikes", "full_spikes", "full_synaptic_events",
@@ -38,7 +40,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=False,
                         help="stop each image at its first output spike "
                              "(default: run until all outputs fired)")
-    parser.add_argument("--threads", type=int, default=None, help="parallel images (default: all CPU cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="images simulated in parallel, and the threads of torch and the kernels "
+                             "(default: all CPU cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -48,14 +53,14 @@ def run_cli(args: argparse.Namespace) -> int:
 
     import torch
 
-    from tcsnn import __version__
+    from tcsnn import __version__, set_num_threads
     from tcsnn.neuromorphic.sim import compile_network, format_summary, simulate_images, summarize
     from tcsnn.train.checkpoint import load_model
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:  # argparse checked it is >= 1
+        set_num_threads(args.threads)
     model, config = load_model(args.checkpoint)
     root = args.data_root if args.data_root is not None else config.get("data_root")
     if root is None:
@@ -73,7 +78,8 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"simulating {len(x)} {config['dataset']} test images: {net.n_nodes} nodes, {net.n_edges} edges, "
           f"{threads} threads", file=sys.stderr)
     t0 = time.perf_counter()
-    runs = simulate_images(net, z.numpy(), early_stop=args.early_stop, threads=threads)
+    runs = simulate_images(net, z.numpy(), early_stop=args.early_stop, threads=threads,
+                           progress=not args.no_progress)
     wall = time.perf_counter() - t0
     summary = summarize(runs, y)
     summary.update(wall_s=wall, images_per_s=len(x) / wall, threads=threads)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tcsnn.commands._options import add_threads_argument, apply_threads
 from tcsnn.train.config import TrainConfig  # light: dataclasses only, no torch
 
 
@@ -20,12 +21,15 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="folder with the data set files (not needed for digits)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<recipe>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="number of training epochs (default: the recipe's; with --resume: a new total length)")
+    p.add_argument("--batch-size", type=int, default=None, help="training images per step (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the initial weights, image order, input noise and shifts (default: 0)")
     p.add_argument("--loss", default=None, help="ce (default), paper or paper_all")
     p.add_argument("--quant-bits", default=None, help="quantisation-aware training schedule, e.g. 16,8,4")
-    p.add_argument("--quant-epochs-per-step", type=int, default=None)
+    p.add_argument("--quant-epochs-per-step", type=int, default=None,
+                   help="epochs at each width of --quant-bits (default 1); the last width runs to the end")
     p.add_argument("--quant-scale", default=None, help="quantisation grid scale rule: max (default) or mse")
     p.add_argument("--quant-grid", default=None,
                    help="quantisation code range: symmetric [-L, L] (default) or full [-L, L+1] (all 2^b codes)")
@@ -37,7 +41,8 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="JSON file of config overrides (flags win over it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, VALUE parsed as JSON (e.g. --set alpha=2.0)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
+    add_threads_argument(p)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -81,6 +86,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from tcsnn.train.checkpoint import load_checkpoint
     from tcsnn.train.engine import train
 
+    apply_threads(args.threads)
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out RUN_DIR (the run folder to continue)")
     saved = Path(args.out or "") / "checkpoint.pt"

@@ -328,6 +328,7 @@ def simulate_neurons(
     t_max: float = DEFAULT_T_MAX,
     bits: int | None = None,
     subtract_latency: bool = True,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Output spike times of K independent circuit neurons.
 
@@ -339,6 +340,7 @@ def simulate_neurons(
         bits: quantise each neuron's weights to this many bits (:func:`quantize_weights`), or None.
         subtract_latency: report the DFF time minus the known synaptic latency ``params.synaptic_latency``
             (a fixed delay of every synapse, so a constant offset of the output).
+        progress: a label to show a progress bar (tqdm, on stderr) over the time steps, or None for none.
 
     Returns:
         (K,) output spike times (tau), ``inf`` where the neuron does not fire before ``t_max``.
@@ -356,7 +358,9 @@ def simulate_neurons(
     arrival = t / dt  # (K, N) input times in steps; inf never arrives
     w_live = w
     n_steps = int(math.ceil(t_max / dt))
-    for step in range(n_steps):
+    from tqdm.auto import tqdm
+
+    for step in tqdm(range(n_steps), desc=progress, unit="step", disable=progress is None, leave=False):
         # Step-average of each reference's phase step: the fraction of [step, step + 1) after the arrival.
         ref = np.minimum(np.maximum((step + 1) - arrival, 0.0), 1.0) * params.spike_phase_step  # (K', N)
         lead0 = state.lead
@@ -524,8 +528,12 @@ def tracking_study(
     n_inputs: Sequence[int] = (2, 5),
     seed: int = 0,
     params: CircuitParams | None = None,
+    progress: bool = False,
 ) -> list[dict[str, float]]:
-    """Relative error |t_circuit - t_closed| / t_closed of random neurons (signed weights) per time step."""
+    """Relative error |t_circuit - t_closed| / t_closed of random neurons (signed weights) per time step.
+
+    ``progress`` shows a progress bar per simulation.
+    """
     _check_trials(trials)
     rows = []
     for n in n_inputs:
@@ -533,7 +541,8 @@ def tracking_study(
         t_in, w, t_closed = sample_trials(rng, trials, n, signed=True)
         for dt in dts:
             start = time.perf_counter()
-            t_circ = simulate_neurons(t_in, w, params, dt=dt)
+            t_circ = simulate_neurons(t_in, w, params, dt=dt,
+                                      progress=f"tracking, {n} inputs, dt {dt}" if progress else None)
             seconds = time.perf_counter() - start
             err = _rel_error(t_circ, t_closed)
             rows.append(
@@ -558,8 +567,9 @@ def table3(
     jitters: Sequence[float] = DEFAULT_JITTERS,
     bits: Sequence[int] = DEFAULT_BITS,
     params: CircuitParams | None = None,
+    progress: bool = False,
 ) -> list[dict[str, float | str]]:
-    """The Table 3 experiment on 2-input neurons (positive weights), seeded.
+    """The Table 3 experiment on 2-input neurons (positive weights), seeded (``progress``: a progress bar).
 
     Desired time = the closed form (eq. 4) with the nominal inputs and full-precision weights.  Rows:
     ``sweep="input_jitter"``: inputs jittered by ``level`` (:func:`jitter_inputs`), weights exact.
@@ -579,7 +589,8 @@ def table3(
         cases.append(("weight_bits", int(b), t_in, quantize_weights(w, b)))
     all_t = np.concatenate([c[2] for c in cases])
     all_w = np.concatenate([c[3] for c in cases])
-    t_circ = simulate_neurons(all_t, all_w, params, dt=dt).reshape(len(cases), trials)
+    t_circ = simulate_neurons(all_t, all_w, params, dt=dt,
+                              progress="table 3" if progress else None).reshape(len(cases), trials)
     t_ideal = closed_form_times(all_t, all_w).reshape(len(cases), trials)
     rows: list[dict[str, float | str]] = []
     for i, (sweep, level, t_case, _) in enumerate(cases):
@@ -638,9 +649,14 @@ def plot_table3(rows: Sequence[dict[str, float | str]], path: Path) -> None:
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
     x = [100 * float(r["level"]) for r in jit]
+    # The two curves nearly coincide: the closed form is drawn first as large hollow squares on a dashed line,
+    # the circuit on top as small filled circles, so that both stay visible.
+    ideal_style = dict(linestyle="--", marker="s", markersize=10, markerfacecolor="none", markeredgewidth=1.5,
+                       color="tab:orange", zorder=2, label="closed form (eq. 4)")
+    circuit_style = dict(linestyle="-", marker="o", markersize=5, color="tab:blue", zorder=3, label="circuit")
     ax1.plot(x, x, "k:", label="output = input")
-    ax1.plot(x, [100 * float(r["circuit_mean"]) for r in jit], "o-", label="circuit")
-    ax1.plot(x, [100 * float(r["ideal_mean"]) for r in jit], "s--", label="closed form (eq. 4)")
+    ax1.plot(x, [100 * float(r["ideal_mean"]) for r in jit], **ideal_style)
+    ax1.plot(x, [100 * float(r["circuit_mean"]) for r in jit], **circuit_style)
     ax1.set_xlabel("input timing jitter |dt|/t (%)")
     ax1.set_ylabel("mean output jitter |dt|/t (%)")
     ax1.set_title("2-input neuron: input jitter")
@@ -649,8 +665,8 @@ def plot_table3(rows: Sequence[dict[str, float | str]], path: Path) -> None:
     floor = [100 * float(r["circuit_mean"]) for r in rows if r["sweep"] == "none"]
     if floor:
         ax2.axhline(floor[0], color="k", linestyle=":", label="circuit, exact weights")
-    ax2.semilogy(b, [100 * float(r["circuit_mean"]) for r in bit], "o-", label="circuit")
-    ax2.semilogy(b, [max(100 * float(r["ideal_mean"]), 1e-12) for r in bit], "s--", label="closed form (eq. 4)")
+    ax2.semilogy(b, [max(100 * float(r["ideal_mean"]), 1e-12) for r in bit], **ideal_style)
+    ax2.semilogy(b, [100 * float(r["circuit_mean"]) for r in bit], **circuit_style)
     ax2.set_xlabel("weight bits")
     ax2.set_ylabel("mean output jitter |dt|/t (%)")
     ax2.set_title("2-input neuron: weight quantisation")
@@ -709,12 +725,17 @@ def write_report(
     tracking_dts: Sequence[float] = DEFAULT_TRACKING_DTS,
     tracking_trials: int | None = None,
     params: CircuitParams | None = None,
+    progress: bool = False,
 ) -> tuple[list[dict[str, float | str]], list[dict[str, float]]]:
-    """Run both studies and write table3.{csv,json,png} and tracking.{csv,json} into ``out``."""
+    """Run both studies and write table3.{csv,json,png} and tracking.{csv,json} into ``out``.
+
+    ``progress`` shows a progress bar (tqdm, on stderr) for each simulation.
+    """
     params = CircuitParams() if params is None else params
     out.mkdir(parents=True, exist_ok=True)
-    rows = table3(trials=trials, seed=seed, dt=dt, jitters=jitters, bits=bits, params=params)
-    track = tracking_study(dts=tracking_dts, trials=tracking_trials or trials, seed=seed, params=params)
+    rows = table3(trials=trials, seed=seed, dt=dt, jitters=jitters, bits=bits, params=params, progress=progress)
+    track = tracking_study(dts=tracking_dts, trials=tracking_trials or trials, seed=seed, params=params,
+                           progress=progress)
     config = {
         "trials": trials,
         "seed": seed,

@@ -23,7 +23,7 @@ for all t, which charges the membrane by :math:`b_j (t - \tau_{syn} + \tau_{syn}
 instead of :math:`b_j \tau_{syn} (1 - e^{-t/\tau_{syn}})`: not the same model.  ``bias=`` chooses the mapping:
 
 ``"current"``
-    the bias goes into the ``Affine``/``Conv2d`` bias (the issue's literal mapping).  One input, portable,
+    the bias goes into the ``Affine``/``Conv2d`` bias (the direct mapping).  One input, portable,
     **approximate**: spike times of neurons with a non-zero bias differ from tcsnn's (see ``docs/nir.md``
     for measured differences).
 ``"spike"`` (default)

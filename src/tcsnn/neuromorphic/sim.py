@@ -34,7 +34,7 @@ import functools
 import heapq
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -638,12 +638,14 @@ def _report(net: EventNetwork, trace: EventTrace, early_stop: bool) -> ImageRun:
 
 
 def simulate_images(
-    net: EventNetwork, z: Any, *, early_stop: bool = False, backend: str = "numba", threads: int | None = None
+    net: EventNetwork, z: Any, *, early_stop: bool = False, backend: str = "numba", threads: int | None = None,
+    progress: bool = False,
 ) -> list[ImageRun]:
     """Run a batch of images (B, *input_shape) and report each; images run in parallel threads.
 
     With ``early_stop`` each image stops at its first output spike (the decision); otherwise it runs
     until every output neuron has fired and the decision-time counts are read off the same run.
+    ``progress`` shows a progress bar (tqdm, on stderr) over the images.
     """
     _check_backend(backend)
     zb = _as_float64(z, "z")
@@ -661,12 +663,17 @@ def simulate_images(
     def one(i: int) -> ImageRun:
         return _report(net, _run(net, zb[i], stop_code, backend), early_stop)
 
+    from tqdm.auto import tqdm
+
+    def bar(runs: Iterable[ImageRun]) -> list[ImageRun]:
+        return list(tqdm(runs, total=len(zb), desc="simulate", unit="image", disable=not progress, leave=False))
+
     if n_threads == 1 or backend == "python" or len(zb) < 2:
-        return [one(i) for i in range(len(zb))]
+        return bar(one(i) for i in range(len(zb)))
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        return list(pool.map(one, range(len(zb))))
+        return bar(pool.map(one, range(len(zb))))
 
 
 def summarize(runs: Sequence[ImageRun], labels: Any) -> dict[str, Any]:

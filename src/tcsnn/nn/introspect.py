@@ -27,3 +27,23 @@ def raw_parameter(module: nn.Module, name: str) -> Tensor | None:
     if parametrize.is_parametrized(module, name):
         return module.parametrizations[name].original
     return getattr(module, name)
+
+
+def layer_labels(model: nn.Module) -> dict[str, str]:
+    """Readable names of the spiking layers, keyed by their :func:`spiking_layers` names, in forward order.
+
+    Convolutions are ``conv1, conv2, ...``, linear layers ``fc1, fc2, ...``, and the last spiking layer (the
+    output neurons) is ``out``: ``scnn_mnist`` gives ``{"features.0": "conv1", "features.2": "conv2", "classifier.0": "out"}``.  Printed
+    tables and plots use them; results stay keyed by the module names.
+    """
+    layers = spiking_layers(model)
+    labels: dict[str, str] = {}
+    counts = {"conv": 0, "fc": 0}
+    for i, (name, module) in enumerate(layers):
+        if i == len(layers) - 1:
+            labels[name] = "out"
+            continue
+        kind = "conv" if isinstance(module, SpikingConv2d) else "fc"
+        counts[kind] += 1
+        labels[name] = f"{kind}{counts[kind]}"
+    return labels

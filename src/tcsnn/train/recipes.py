@@ -30,7 +30,8 @@ def get_recipe(name: str, **overrides: Any) -> TrainConfig:
 
 @register_recipe
 def digits(**overrides: Any) -> TrainConfig:
-    """Offline demo: a small spiking CNN on scikit-learn's bundled 8x8 digits (about a minute on 2 cores)."""
+    """Offline demo: a small spiking CNN on scikit-learn's bundled 8x8 digits (about 6 s on 2 idle cores, numba
+    compilation included; 97.5 % test accuracy, see the README)."""
     cfg = dict(
         recipe="digits", dataset="digits", model="scnn_tiny", model_kwargs={"image_size": 8, "channels": 16},
         encoding="inverted", alpha=1.0, epochs=15, batch_size=16, lr=3e-3, lr_final=3e-4,
