@@ -1,0 +1,161 @@
+"""Triton kernels of the ``triton`` backend (see :mod:`tcsnn.functional.backends.triton_gpu`).
+
+Imported only on first use: it needs triton, and Triton reads ``TRITON_INTERPRET`` when the kernels
+are defined (at import of this module).
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def conv_forward_kernel(
+    zs_ptr, ch_ptr, wt_ptr, out_ptr, wc_ptr,
+    C, H, W, O, H_OUT, W_OUT, stride, pad,
+    K: tl.constexpr, HAS_BIAS: tl.constexpr, LANES: tl.constexpr, BLOCK_O: tl.constexpr,
+    IS_FP64: tl.constexpr, THRESHOLD_C: tl.constexpr, BIAS_Z_C: tl.constexpr,
+):
+    # zs: (B, H, W, C + 1) each pixel's channels sorted in time, then a NO_SPIKE sentinel;
+    # ch: (B, H, W, C + 1) the channel of each entry (int32);
+    # wt: (k*k*C [+1 bias row], O); out, wc: (B, H', W', O).
+    pid_pos = tl.program_id(0)  # b * H' * W' + oy * W' + ox
+    pid_o = tl.program_id(1)
+    n_pos = H_OUT * W_OUT
+    b = pid_pos // n_pos
+    p = pid_pos % n_pos
+    oy = p // W_OUT
+    ox = p % W_OUT
+    lane = tl.arange(0, LANES)  # one lane per tap (dy, dx); lane k*k is the bias
+    dy = lane // K
+    dx = lane % K
+    y = oy * stride - pad + dy
+    x = ox * stride - pad + dx
+    inside = (lane < K * K) & (y >= 0) & (y < H) & (x >= 0) & (x < W)
+    cur = tl.where(inside, ((b * H + y) * W + x) * (C + 1), 0)  # (LANES,): offset of each list's head
+    head = tl.load(zs_ptr + cur, mask=inside, other=float("inf"))  # (LANES,): next arrival per list
+    if HAS_BIAS:
+        head = tl.where(lane == K * K, BIAS_Z_C, head)
+
+    o = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
+    o_ok = o < O
+    # float64 accumulators, rounded to the input dtype for every test: the sums of torch's CPU cumsum
+    # (the reference backend), which accumulates float32 in double.
+    w_acc = tl.zeros([BLOCK_O], dtype=tl.float64)
+    s_acc = tl.zeros([BLOCK_O], dtype=tl.float64)
+    active = o_ok
+    z_i, a = tl.min(head, axis=0, return_indices=True)
+    n_active = tl.sum(active.to(tl.int32), axis=0)
+    while (z_i < float("inf")) & (n_active > 0):
+        # freeze the channels that fire no later than this arrival
+        w_r = w_acc.to(z_i.dtype)
+        over = w_r > THRESHOLD_C
+        den = tl.where(over, w_r - THRESHOLD_C, 1.0)
+        # IEEE round-to-nearest division, as torch computes it in the reference backend
+        # (a plain fp32 '/' compiles to an approximate division on NVIDIA GPUs).
+        if IS_FP64:
+            cand = s_acc / den
+        else:
+            cand = tl.math.div_rn(s_acc.to(tl.float32), den)
+        fired = over & (cand <= z_i)
+        active = active & (~fired)
+        sel = lane == a
+        cur_a = tl.sum(tl.where(sel, cur, 0), axis=0)
+        is_tap = a < K * K
+        c = tl.load(ch_ptr + cur_a, mask=is_tap, other=0)
+        row = tl.where(is_tap, a * C + c, K * K * C)  # the bias row follows the k*k*C tap rows
+        w = tl.load(wt_ptr + row * O + o, mask=active, other=0.0)  # (BLOCK_O,), contiguous
+        w_acc += w.to(tl.float64)
+        s_acc += (w * z_i).to(tl.float64)
+        nxt = tl.load(zs_ptr + cur_a + 1, mask=is_tap, other=float("inf"))  # the sentinel ends each list
+        head = tl.where(sel, nxt, head)
+        cur = tl.where(sel, cur + 1, cur)
+        z_i, a = tl.min(head, axis=0, return_indices=True)
+        n_active = tl.sum(active.to(tl.int32), axis=0)
+    w_r = w_acc.to(out_ptr.dtype.element_ty)
+    over = w_r > THRESHOLD_C
+    den = tl.where(over, w_r - THRESHOLD_C, 1.0)
+    if IS_FP64:
+        cand = s_acc / den
+    else:
+        cand = tl.math.div_rn(s_acc.to(tl.float32), den)
+    z_out = tl.where(over, cand, float("inf"))
+    tl.store(out_ptr + pid_pos * O + o, z_out, mask=o_ok)
+    tl.store(wc_ptr + pid_pos * O + o, w_r, mask=o_ok)
+
+@triton.jit
+def grad_z_kernel(
+    zt_ptr, wt_ptr, coef_ptr, zo_ptr, gz_ptr,
+    C, H, W, O, H_OUT, W_OUT, stride, pad,
+    K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+):
+    # zt, gz: (B, H, W, C); wt: (k*k*C, O); coef, zo: (B, H', W', O).
+    pid_pix = tl.program_id(0)  # b * H * W + y * W + x
+    pid_c = tl.program_id(1)
+    b = pid_pix // (H * W)
+    yx = pid_pix % (H * W)
+    y = yx // W
+    x = yx % W
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = c < C
+    z_i = tl.load(zt_ptr + pid_pix * C + c, mask=c_ok, other=float("inf"))  # (BLOCK_C,)
+    acc = tl.zeros([BLOCK_C], dtype=zt_ptr.dtype.element_ty)
+    for t in tl.static_range(K * K):
+        ty = y + pad - t // K
+        tx = x + pad - t % K
+        oy = ty // stride
+        ox = tx // stride
+        hit = (ty >= 0) & (tx >= 0) & (ty % stride == 0) & (tx % stride == 0) & (oy < H_OUT) & (ox < W_OUT)
+        if hit:
+            row = (b * H_OUT + oy) * W_OUT + ox
+            for o0 in range(0, O, BLOCK_O):
+                o = o0 + tl.arange(0, BLOCK_O)
+                o_ok = o < O
+                cf = tl.load(coef_ptr + row * O + o, mask=o_ok, other=0.0)  # (BLOCK_O,)
+                zo = tl.load(zo_ptr + row * O + o, mask=o_ok, other=0.0)  # 0: nothing is causal
+                w = tl.load(
+                    wt_ptr + (t * C + c[:, None]) * O + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0
+                )  # (BLOCK_C, BLOCK_O)
+                causal = z_i[:, None] <= zo[None, :]
+                acc += tl.sum(tl.where(causal, w * cf[None, :], 0.0), axis=1)
+    tl.store(gz_ptr + pid_pix * C + c, acc, mask=c_ok)
+
+@triton.jit
+def grad_w_kernel(
+    zt_ptr, coef_ptr, zo_ptr, gw_ptr,
+    C, H, W, O, H_OUT, W_OUT, stride, pad, n_rows, rows_per_split,
+    K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+):
+    # zt: (B, H, W, C); coef, zo: (B*H'*W', O) rows; gw: (splits, k*k, C, O) partial sums.
+    t = tl.program_id(0)  # tap dy * k + dx
+    pid_co = tl.program_id(1)
+    s = tl.program_id(2)  # row split
+    n_cb = tl.cdiv(C, BLOCK_C)
+    c = (pid_co % n_cb) * BLOCK_C + tl.arange(0, BLOCK_C)
+    o = (pid_co // n_cb) * BLOCK_O + tl.arange(0, BLOCK_O)
+    c_ok = c < C
+    o_ok = o < O
+    dy = t // K
+    dx = t % K
+    acc = tl.zeros([BLOCK_C, BLOCK_O], dtype=zt_ptr.dtype.element_ty)
+    r_lo = s * rows_per_split
+    r_hi = tl.minimum(r_lo + rows_per_split, n_rows)
+    for r0 in range(r_lo, r_hi, BLOCK_R):
+        r = r0 + tl.arange(0, BLOCK_R)
+        r_ok = r < r_hi
+        b = r // (H_OUT * W_OUT)
+        p = r % (H_OUT * W_OUT)
+        y = (p // W_OUT) * stride - pad + dy
+        x = (p % W_OUT) * stride - pad + dx
+        inside = r_ok & (y >= 0) & (y < H) & (x >= 0) & (x < W)
+        z_i = tl.load(
+            zt_ptr + (((b * H + y) * W + x) * C)[:, None] + c[None, :],
+            mask=inside[:, None] & c_ok[None, :], other=float("inf"),
+        )  # (BLOCK_R, BLOCK_C); padded taps never arrive
+        cf = tl.load(coef_ptr + r[:, None] * O + o[None, :], mask=r_ok[:, None] & o_ok[None, :], other=0.0)
+        zo = tl.load(zo_ptr + r[:, None] * O + o[None, :], mask=r_ok[:, None] & o_ok[None, :], other=0.0)
+        causal = z_i[:, :, None] <= zo[:, None, :]  # (BLOCK_R, BLOCK_C, BLOCK_O)
+        dt = tl.where(causal, z_i[:, :, None] - zo[:, None, :], 0.0)  # 0, not inf - zo, off the causal set
+        acc += tl.sum(cf[:, None, :] * dt, axis=0)
+    tl.store(
+        gw_ptr + ((s * K * K + t) * C + c[:, None]) * O + o[None, :], acc, mask=c_ok[:, None] & o_ok[None, :]
+    )

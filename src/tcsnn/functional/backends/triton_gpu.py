@@ -1,0 +1,220 @@
+r"""Triton backend: exact spike times of a convolution (and of a linear layer, its 1x1 case) on CUDA.
+
+Forward (paper eq. 4).  Each input pixel's channels are sorted once (``torch.sort`` over ``C`` of the
+``(B, H, W, C)`` map, with the channel order kept as int32).  A receptive field of a ``k x k`` kernel is then
+``k*k`` sorted lists, plus the bias as a one-element list at ``z = 1``.  One program owns one output position
+``(b, oy, ox)`` and a block of ``BLOCK_O`` output channels; it merges the lists in time order (a ``k*k + 1``-way
+merge: the smallest list head is the next input to arrive) and pushes each input's weight row to its channels:
+
+.. math::  W \leftarrow W + w_{ji}, \qquad S \leftarrow S + w_{ji} z_i .
+
+Before input ``i`` arrives, a channel whose accumulators already fire in time, ``W > 1`` and
+``S / (W - 1) <= z_i`` (the test of the ``reference`` backend, with IEEE-rounded division), is frozen: its
+``W``, ``S`` are then the causal-set sums ``W_C``, ``S_C`` and ``z_j = S_C / (W_C - 1)``.  A channel with
+``W <= 1`` after the last arriving input never fires (``NO_SPIKE``).  Inputs equal to ``NO_SPIKE`` never
+arrive; padded taps are empty lists.  The program stops as soon as every channel of its block is frozen.
+
+Backward (sort-free causal-set rule, ``C_j = {i : z_i <= z_j}``, ``coef_j = grad_j / (W_C - 1)``):
+
+.. math::  \frac{\partial L}{\partial w_{ji}} = \sum coef_j (z_i - z_j), \qquad
+           \frac{\partial L}{\partial z_i} = \sum_j coef_j w_{ji},
+
+both summed over the pairs with ``i`` in ``C_j``.  Two deterministic kernels, no atomics:
+``grad_z`` gathers, for each input pixel and block of channels, over the ``k*k`` output positions it feeds;
+``grad_w`` owns a (tap, channel block, output block) tile and sums over a fixed split of the ``B*H'*W'``
+output positions, the splits added in a fixed order.  Results never depend on scheduling.
+
+Memory beyond the input and output: the sorted map and its channel order (2 x the input), the
+``(B, H', W', O)`` copies of ``coef`` and ``z_out`` in the backward (2 x the output) and the ``grad_w``
+partial sums (at most ``_GRADW_SPLIT_ELEMENTS`` elements).  No unfolded patches.
+
+Triton is optional (``pip install tcsnn[triton]``).  The kernels run on CUDA tensors, and on CPU tensors
+only under ``TRITON_INTERPRET=1`` (Triton's interpreter; slow, for tests).  Importing this module never
+needs triton; the kernels are built on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from types import ModuleType
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tcsnn._constants import BIAS_Z, NO_SPIKE, THRESHOLD
+
+#: Devices and dtypes this backend runs on (CPU only under the interpreter, see :func:`is_available`).
+DEVICES: tuple[str, ...] = ("cuda",)
+DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
+
+#: Largest output-channel block of the forward program (the rest of the channels go to more programs).
+_MAX_BLOCK_O = 128
+#: One warp per forward program: the per-arrival reductions (next input, active channels) stay in-warp.
+_FORWARD_WARPS = 1
+#: Target number of ``grad_w`` programs; the ``B*H'*W'`` rows are split to reach it (fixed per shape).
+_GRADW_TARGET_PROGRAMS = 2048
+#: Upper bound on the ``grad_w`` partial-sum buffer (elements), whatever the split.
+_GRADW_SPLIT_ELEMENTS = 1 << 24
+#: Offsets are int32 inside the kernels.
+_MAX_ELEMENTS = 2**31 - 1
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def is_available(device: str | torch.device = "cuda") -> bool:
+    """Whether the Triton kernels can run on ``device``: triton is installed and the device is CUDA
+    (with a GPU present), or the device is the CPU and ``TRITON_INTERPRET=1`` is set."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    return kind == "cpu" and _interpreting()
+
+
+def _require(z: Tensor) -> None:
+    if importlib.util.find_spec("triton") is None:
+        raise ImportError("the 'triton' backend needs the triton package: pip install 'tcsnn[triton]'")
+    if z.device.type == "cpu" and not _interpreting():
+        raise ValueError(
+            "the 'triton' backend runs on CUDA tensors; on CPU tensors only with TRITON_INTERPRET=1 "
+            "(Triton's interpreter, for tests)"
+        )
+    if z.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"the 'triton' backend runs on CUDA tensors, got a tensor on {z.device}")
+    if z.dtype not in DTYPES:
+        raise TypeError(f"the 'triton' backend supports float32 and float64, got {z.dtype}")
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    """The kernel module, imported on first use (triton is optional)."""
+    from tcsnn.functional.backends import _triton_kernels
+
+    return _triton_kernels
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _out_size(size: int, k: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - k) // stride + 1
+
+
+def _check_sizes(*tensors: Tensor) -> None:
+    for t in tensors:
+        if t.numel() > _MAX_ELEMENTS:
+            raise ValueError(f"the 'triton' backend indexes with int32: a tensor of {t.numel()} elements is too large")
+
+
+def conv_forward(
+    z: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int
+) -> tuple[Tensor, Tensor]:
+    """Exact spike values and causal weight sums of a spiking convolution.
+
+    Args:
+        z: (B, C, H, W) input spike values ``e^t`` (``NO_SPIKE`` = never arrives).
+        weight: (O, C, k, k).  bias: (O,) or None (an input at ``z = 1``).
+        stride, padding: validated ints; padded taps never spike.
+
+    Returns:
+        ``(z_out, w_c)``, both (B, O, H', W'): output spike values (``NO_SPIKE`` where silent) and
+        ``W_C = sum_{i in C} w_ji`` over the causal set (the bias weight included when causal).
+    """
+    _require(z)
+    kern = _kernels()
+    n_batch, n_chan, height, width = z.shape
+    n_out, _, k, _ = weight.shape
+    h_out, w_out = _out_size(height, k, stride, padding), _out_size(width, k, stride, padding)
+    zs, order = torch.sort(z.detach().permute(0, 2, 3, 1), dim=3)  # (B, H, W, C): each pixel's channels in time
+    ch = F.pad(order.to(torch.int32), (0, 1))  # (B, H, W, C + 1)
+    del order
+    zs = F.pad(zs, (0, 1), value=NO_SPIKE)  # (B, H, W, C + 1): a sentinel ends each list
+    wt = weight.detach().permute(2, 3, 1, 0).reshape(k * k * n_chan, n_out)  # (k*k*C, O): tap rows
+    if bias is not None:
+        wt = torch.cat([wt, bias.detach().reshape(1, n_out)])
+    wt = wt.contiguous()
+    out = torch.empty(n_batch, h_out, w_out, n_out, dtype=z.dtype, device=z.device)  # (B, H', W', O)
+    w_c = torch.empty_like(out)
+    _check_sizes(zs, wt, out)
+    block_o = min(_next_pow2(n_out), _MAX_BLOCK_O)
+    lanes = _next_pow2(k * k + 1)
+    grid = (n_batch * h_out * w_out, _cdiv(n_out, block_o))
+    kern.conv_forward_kernel[grid](
+        zs, ch, wt, out, w_c,
+        n_chan, height, width, n_out, h_out, w_out, stride, padding,
+        K=k, HAS_BIAS=bias is not None, LANES=lanes, BLOCK_O=block_o, IS_FP64=z.dtype == torch.float64,
+        THRESHOLD_C=THRESHOLD, BIAS_Z_C=BIAS_Z, num_warps=_FORWARD_WARPS,
+    )
+    return out.permute(0, 3, 1, 2).contiguous(), w_c.permute(0, 3, 1, 2).contiguous()
+
+
+def conv_backward(
+    z: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: int,
+    padding: int,
+    z_out: Tensor,
+    w_c: Tensor,
+    grad: Tensor,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Gradients by the causal-set rule ``C_j = {i : z_i <= z_j}``; silent outputs give none.
+
+    ``dz_j/dw_ji = (z_i - z_j) / (W_C - 1)``, ``dz_j/dz_i = w_ji / (W_C - 1)``; the bias is an input at z = 1.
+    grad (B, O, H', W') -> (grad_z (B, C, H, W), grad_weight (O, C, k, k), grad_bias (O,) or None).
+    Deterministic: fixed reduction order, no atomics.
+    """
+    _require(z)
+    kern = _kernels()
+    n_batch, n_chan, height, width = z.shape
+    n_out, _, k, _ = weight.shape
+    h_out, w_out = z_out.shape[2], z_out.shape[3]
+    fired = torch.isfinite(z_out) & (grad != 0)
+    coef = torch.where(fired, grad / torch.where(fired, w_c - THRESHOLD, torch.ones_like(w_c)), 0.0)  # (B, O, H', W')
+    zo = torch.where(fired, z_out, torch.zeros_like(z_out))  # silent: z_i > 0 = zo, nothing causal
+    grad_bias = None
+    if bias is not None:
+        grad_bias = torch.where(zo >= BIAS_Z, coef * (BIAS_Z - zo), 0.0).sum(dim=(0, 2, 3))
+    coef_t = coef.permute(0, 2, 3, 1).contiguous()  # (B, H', W', O)
+    zo_t = zo.permute(0, 2, 3, 1).contiguous()
+    zt = z.detach().permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
+    wt = weight.detach().permute(2, 3, 1, 0).reshape(k * k * n_chan, n_out).contiguous()
+    _check_sizes(zt, coef_t, wt)
+
+    gz = torch.empty_like(zt)
+    block_c = min(_next_pow2(n_chan), 32)
+    block_o = min(_next_pow2(n_out), 64)
+    kern.grad_z_kernel[(n_batch * height * width, _cdiv(n_chan, block_c))](
+        zt, wt, coef_t, zo_t, gz,
+        n_chan, height, width, n_out, h_out, w_out, stride, padding,
+        K=k, BLOCK_C=block_c, BLOCK_O=block_o, num_warps=4,
+    )
+
+    n_rows = n_batch * h_out * w_out
+    block_r = 8
+    gw_c = min(_next_pow2(n_chan), 32)
+    gw_o = min(_next_pow2(n_out), 32)
+    tiles = k * k * _cdiv(n_chan, gw_c) * _cdiv(n_out, gw_o)
+    max_split = max(1, _GRADW_SPLIT_ELEMENTS // (k * k * n_chan * n_out))
+    splits = max(1, min(_cdiv(_GRADW_TARGET_PROGRAMS, tiles), _cdiv(n_rows, 64 * block_r), max_split))
+    rows_per_split = _cdiv(_cdiv(n_rows, splits), block_r) * block_r
+    splits = _cdiv(n_rows, rows_per_split)
+    gw = torch.empty(splits, k * k, n_chan, n_out, dtype=z.dtype, device=z.device)
+    kern.grad_w_kernel[(k * k, _cdiv(n_chan, gw_c) * _cdiv(n_out, gw_o), splits)](
+        zt, coef_t, zo_t, gw,
+        n_chan, height, width, n_out, h_out, w_out, stride, padding, n_rows, rows_per_split,
+        K=k, BLOCK_R=block_r, BLOCK_C=gw_c, BLOCK_O=gw_o, num_warps=4,
+    )
+    grad_weight = gw.sum(dim=0).reshape(k, k, n_chan, n_out).permute(3, 2, 0, 1).contiguous()  # (O, C, k, k)
+    return gz.permute(0, 3, 1, 2).contiguous(), grad_weight, grad_bias
