@@ -11,13 +11,13 @@ import triton.language as tl
 @triton.jit
 def conv_forward_kernel(
     zs_ptr, ch_ptr, wt_ptr, out_ptr, wc_ptr,
-    C, H, W, O, H_OUT, W_OUT, stride, pad,
+    C, H, W, OC, H_OUT, W_OUT, stride, pad,
     K: tl.constexpr, HAS_BIAS: tl.constexpr, LANES: tl.constexpr, BLOCK_O: tl.constexpr,
     IS_FP64: tl.constexpr, THRESHOLD_C: tl.constexpr, BIAS_Z_C: tl.constexpr,
 ):
     # zs: (B, H, W, C + 1) each pixel's channels sorted in time, then a NO_SPIKE sentinel;
     # ch: (B, H, W, C + 1) the channel of each entry (int32);
-    # wt: (k*k*C [+1 bias row], O); out, wc: (B, H', W', O).
+    # wt: (k*k*C [+1 bias row], OC); out, wc: (B, H', W', OC).
     pid_pos = tl.program_id(0)  # b * H' * W' + oy * W' + ox
     pid_o = tl.program_id(1)
     n_pos = H_OUT * W_OUT
@@ -37,7 +37,7 @@ def conv_forward_kernel(
         head = tl.where(lane == K * K, BIAS_Z_C, head)
 
     o = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-    o_ok = o < O
+    o_ok = o < OC
     # float64 accumulators, rounded to the input dtype for every test: the sums of torch's CPU cumsum
     # (the reference backend), which accumulates float32 in double.
     w_acc = tl.zeros([BLOCK_O], dtype=tl.float64)
@@ -63,7 +63,7 @@ def conv_forward_kernel(
         is_tap = a < K * K
         c = tl.load(ch_ptr + cur_a, mask=is_tap, other=0)
         row = tl.where(is_tap, a * C + c, K * K * C)  # the bias row follows the k*k*C tap rows
-        w = tl.load(wt_ptr + row * O + o, mask=active, other=0.0)  # (BLOCK_O,), contiguous
+        w = tl.load(wt_ptr + row * OC + o, mask=active, other=0.0)  # (BLOCK_O,), contiguous
         w_acc += w.to(tl.float64)
         s_acc += (w * z_i).to(tl.float64)
         nxt = tl.load(zs_ptr + cur_a + 1, mask=is_tap, other=float("inf"))  # the sentinel ends each list
@@ -79,16 +79,16 @@ def conv_forward_kernel(
     else:
         cand = tl.math.div_rn(s_acc.to(tl.float32), den)
     z_out = tl.where(over, cand, float("inf"))
-    tl.store(out_ptr + pid_pos * O + o, z_out, mask=o_ok)
-    tl.store(wc_ptr + pid_pos * O + o, w_r, mask=o_ok)
+    tl.store(out_ptr + pid_pos * OC + o, z_out, mask=o_ok)
+    tl.store(wc_ptr + pid_pos * OC + o, w_r, mask=o_ok)
 
 @triton.jit
 def grad_z_kernel(
     zt_ptr, wt_ptr, coef_ptr, zo_ptr, gz_ptr,
-    C, H, W, O, H_OUT, W_OUT, stride, pad,
+    C, H, W, OC, H_OUT, W_OUT, stride, pad,
     K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
-    # zt, gz: (B, H, W, C); wt: (k*k*C, O); coef, zo: (B, H', W', O).
+    # zt, gz: (B, H, W, C); wt: (k*k*C, OC); coef, zo: (B, H', W', OC).
     pid_pix = tl.program_id(0)  # b * H * W + y * W + x
     pid_c = tl.program_id(1)
     b = pid_pix // (H * W)
@@ -107,13 +107,13 @@ def grad_z_kernel(
         hit = (ty >= 0) & (tx >= 0) & (ty % stride == 0) & (tx % stride == 0) & (oy < H_OUT) & (ox < W_OUT)
         if hit:
             row = (b * H_OUT + oy) * W_OUT + ox
-            for o0 in range(0, O, BLOCK_O):
+            for o0 in range(0, OC, BLOCK_O):
                 o = o0 + tl.arange(0, BLOCK_O)
-                o_ok = o < O
-                cf = tl.load(coef_ptr + row * O + o, mask=o_ok, other=0.0)  # (BLOCK_O,)
-                zo = tl.load(zo_ptr + row * O + o, mask=o_ok, other=0.0)  # 0: nothing is causal
+                o_ok = o < OC
+                cf = tl.load(coef_ptr + row * OC + o, mask=o_ok, other=0.0)  # (BLOCK_O,)
+                zo = tl.load(zo_ptr + row * OC + o, mask=o_ok, other=0.0)  # 0: nothing is causal
                 w = tl.load(
-                    wt_ptr + (t * C + c[:, None]) * O + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0
+                    wt_ptr + (t * C + c[:, None]) * OC + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0
                 )  # (BLOCK_C, BLOCK_O)
                 causal = z_i[:, None] <= zo[None, :]
                 acc += tl.sum(tl.where(causal, w * cf[None, :], 0.0), axis=1)
@@ -122,10 +122,10 @@ def grad_z_kernel(
 @triton.jit
 def grad_w_kernel(
     zt_ptr, coef_ptr, zo_ptr, gw_ptr,
-    C, H, W, O, H_OUT, W_OUT, stride, pad, n_rows, rows_per_split,
+    C, H, W, OC, H_OUT, W_OUT, stride, pad, n_rows, rows_per_split,
     K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
-    # zt: (B, H, W, C); coef, zo: (B*H'*W', O) rows; gw: (splits, k*k, C, O) partial sums.
+    # zt: (B, H, W, C); coef, zo: (B*H'*W', OC) rows; gw: (splits, k*k, C, OC) partial sums.
     t = tl.program_id(0)  # tap dy * k + dx
     pid_co = tl.program_id(1)
     s = tl.program_id(2)  # row split
@@ -133,7 +133,7 @@ def grad_w_kernel(
     c = (pid_co % n_cb) * BLOCK_C + tl.arange(0, BLOCK_C)
     o = (pid_co // n_cb) * BLOCK_O + tl.arange(0, BLOCK_O)
     c_ok = c < C
-    o_ok = o < O
+    o_ok = o < OC
     dy = t // K
     dx = t % K
     acc = tl.zeros([BLOCK_C, BLOCK_O], dtype=zt_ptr.dtype.element_ty)
@@ -151,11 +151,11 @@ def grad_w_kernel(
             zt_ptr + (((b * H + y) * W + x) * C)[:, None] + c[None, :],
             mask=inside[:, None] & c_ok[None, :], other=float("inf"),
         )  # (BLOCK_R, BLOCK_C); padded taps never arrive
-        cf = tl.load(coef_ptr + r[:, None] * O + o[None, :], mask=r_ok[:, None] & o_ok[None, :], other=0.0)
-        zo = tl.load(zo_ptr + r[:, None] * O + o[None, :], mask=r_ok[:, None] & o_ok[None, :], other=0.0)
+        cf = tl.load(coef_ptr + r[:, None] * OC + o[None, :], mask=r_ok[:, None] & o_ok[None, :], other=0.0)
+        zo = tl.load(zo_ptr + r[:, None] * OC + o[None, :], mask=r_ok[:, None] & o_ok[None, :], other=0.0)
         causal = z_i[:, :, None] <= zo[:, None, :]  # (BLOCK_R, BLOCK_C, BLOCK_O)
         dt = tl.where(causal, z_i[:, :, None] - zo[:, None, :], 0.0)  # 0, not inf - zo, off the causal set
         acc += tl.sum(cf[:, None, :] * dt, axis=0)
     tl.store(
-        gw_ptr + ((s * K * K + t) * C + c[:, None]) * O + o[None, :], acc, mask=c_ok[:, None] & o_ok[None, :]
+        gw_ptr + ((s * K * K + t) * C + c[:, None]) * OC + o[None, :], acc, mask=c_ok[:, None] & o_ok[None, :]
     )
