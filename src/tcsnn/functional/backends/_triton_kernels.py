@@ -17,7 +17,7 @@ def conv_forward_kernel(
 ):
     # zs: (B, H, W, C + 1) each pixel's channels sorted in time, then a NO_SPIKE sentinel;
     # ch: (B, H, W, C + 1) the channel of each entry (int32);
-    # wt: (k*k*C [+1 bias row], OC); out, wc: (B, H', W', OC).
+    # wt: (k*k*C [+1 bias row], OC); out, wc: (B, OC, H', W').
     pid_pos = tl.program_id(0)  # b * H' * W' + oy * W' + ox
     pid_o = tl.program_id(1)
     n_pos = H_OUT * W_OUT
@@ -79,8 +79,45 @@ def conv_forward_kernel(
     else:
         cand = tl.math.div_rn(s_acc.to(tl.float32), den)
     z_out = tl.where(over, cand, float("inf"))
-    tl.store(out_ptr + pid_pos * OC + o, z_out, mask=o_ok)
-    tl.store(wc_ptr + pid_pos * OC + o, w_r, mask=o_ok)
+    dst = (b * OC + o) * n_pos + p
+    tl.store(out_ptr + dst, z_out, mask=o_ok)
+    tl.store(wc_ptr + dst, w_r, mask=o_ok)
+
+
+@triton.jit
+def grad_prep_kernel(
+    grad_ptr, zout_ptr, wc_ptr, coef_ptr, zo_ptr, gb_ptr,
+    OC, n_pos, n_rows,
+    HAS_BIAS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_O: tl.constexpr,
+    IS_FP64: tl.constexpr, THRESHOLD_C: tl.constexpr, BIAS_Z_C: tl.constexpr,
+):
+    # grad, zout, wc: (B, OC, H', W'); coef, zo: (B*H'*W', OC) rows; gb: (row blocks, OC) bias-gradient partials.
+    # coef = grad / (W_C - 1) and zo = z_out where the output fired (and has a gradient), else 0 and 0:
+    # every input has z > 0, so none is causal for zo = 0.
+    pid_r = tl.program_id(0)
+    r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+    ok = (r < n_rows)[:, None] & (o < OC)[None, :]
+    src = ((r // n_pos)[:, None] * OC + o[None, :]) * n_pos + (r % n_pos)[:, None]  # (BLOCK_R, BLOCK_O)
+    g = tl.load(grad_ptr + src, mask=ok, other=0.0)
+    z_j = tl.load(zout_ptr + src, mask=ok, other=float("inf"))
+    w_c = tl.load(wc_ptr + src, mask=ok, other=0.0)
+    fired = (z_j < float("inf")) & (g != 0.0)
+    den = tl.where(fired, w_c - THRESHOLD_C, 1.0)
+    if IS_FP64:
+        cf = g / den
+    else:
+        cf = tl.math.div_rn(g, den)
+    cf = tl.where(fired, cf, 0.0)
+    zo = tl.where(fired, z_j, 0.0)
+    dst = r[:, None] * OC + o[None, :]
+    tl.store(coef_ptr + dst, cf, mask=ok)
+    tl.store(zo_ptr + dst, zo, mask=ok)
+    if HAS_BIAS:
+        # the bias is an input at z = 1: causal when 1 <= z_j
+        gb = tl.sum(tl.where(zo >= BIAS_Z_C, cf * (BIAS_Z_C - zo), 0.0), axis=0)  # (BLOCK_O,)
+        tl.store(gb_ptr + pid_r * OC + o, gb, mask=o < OC)
+
 
 @triton.jit
 def grad_z_kernel(
@@ -88,7 +125,7 @@ def grad_z_kernel(
     C, H, W, OC, H_OUT, W_OUT, stride, pad,
     K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
-    # zt, gz: (B, H, W, C); wt: (k*k*C, OC); coef, zo: (B, H', W', OC).
+    # zt: (B, H, W, C); gz: (B, C, H, W); wt: (k*k*C, OC); coef, zo: (B, H', W', OC).
     pid_pix = tl.program_id(0)  # b * H * W + y * W + x
     pid_c = tl.program_id(1)
     b = pid_pix // (H * W)
@@ -117,7 +154,8 @@ def grad_z_kernel(
                 )  # (BLOCK_C, BLOCK_O)
                 causal = z_i[:, None] <= zo[None, :]
                 acc += tl.sum(tl.where(causal, w * cf[None, :], 0.0), axis=1)
-    tl.store(gz_ptr + pid_pix * C + c, acc, mask=c_ok)
+    tl.store(gz_ptr + (b * C + c) * (H * W) + yx, acc, mask=c_ok)
+
 
 @triton.jit
 def grad_w_kernel(

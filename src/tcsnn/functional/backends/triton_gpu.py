@@ -41,7 +41,6 @@ import os
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from tcsnn._constants import BIAS_Z, NO_SPIKE, THRESHOLD
@@ -54,10 +53,16 @@ DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 _MAX_BLOCK_O = 128
 #: One warp per forward program: the per-arrival reductions (next input, active channels) stay in-warp.
 _FORWARD_WARPS = 1
+#: Rows per program of the backward's first kernel (coef, firing times, bias-gradient partials).
+_PREP_BLOCK_ROWS = 64
 #: Target number of ``grad_w`` programs; the ``B*H'*W'`` rows are split to reach it (fixed per shape).
 _GRADW_TARGET_PROGRAMS = 2048
+#: Fewest rows a ``grad_w`` split sums (a multiple of the kernel's row block, 8).
+_GRADW_MIN_ROWS = 512
 #: Upper bound on the ``grad_w`` partial-sum buffer (elements), whatever the split.
 _GRADW_SPLIT_ELEMENTS = 1 << 24
+#: Elements sorted at once when ordering each pixel's channels (bounds the sort's int64 index buffer).
+_SORT_CHUNK_ELEMENTS = 1 << 22
 #: Offsets are int32 inside the kernels.
 _MAX_ELEMENTS = 2**31 - 1
 
@@ -117,6 +122,33 @@ def _check_sizes(*tensors: Tensor) -> None:
             raise ValueError(f"the 'triton' backend indexes with int32: a tensor of {t.numel()} elements is too large")
 
 
+def _sorted_pixels(z: Tensor) -> tuple[Tensor, Tensor]:
+    """Each pixel's channels in time order: (B, C, H, W) -> values (B, H, W, C + 1), channels int32 (B, H, W, C + 1).
+
+    The last entry of every list is a ``NO_SPIKE`` sentinel.  Sorted a few samples at a time, so the sort's
+    int64 indices never exist for the whole batch."""
+    n_batch, n_chan, height, width = z.shape
+    zs = torch.empty(n_batch, height, width, n_chan + 1, dtype=z.dtype, device=z.device)
+    ch = torch.zeros(n_batch, height, width, n_chan + 1, dtype=torch.int32, device=z.device)
+    zs[..., n_chan] = NO_SPIKE
+    z_hwc = z.detach().permute(0, 2, 3, 1)  # (B, H, W, C) view
+    step = max(1, _SORT_CHUNK_ELEMENTS // max(1, n_chan * height * width))
+    for b0 in range(0, n_batch, step):
+        values, order = torch.sort(z_hwc[b0 : b0 + step], dim=3)
+        zs[b0 : b0 + step, ..., :n_chan] = values
+        ch[b0 : b0 + step, ..., :n_chan] = order  # int64 -> int32
+    return zs, ch
+
+
+def _tap_rows(weight: Tensor, bias: Tensor | None) -> Tensor:
+    """(O, C, k, k) weights as rows (k*k*C [+1], O): row (dy*k + dx)*C + c is contiguous over O; the bias last."""
+    n_out, n_chan, k, _ = weight.shape
+    wt = weight.detach().permute(2, 3, 1, 0).reshape(k * k * n_chan, n_out)
+    if bias is not None:
+        wt = torch.cat([wt, bias.detach().reshape(1, n_out)])
+    return wt.contiguous()
+
+
 def conv_forward(
     z: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int
 ) -> tuple[Tensor, Tensor]:
@@ -136,27 +168,20 @@ def conv_forward(
     n_batch, n_chan, height, width = z.shape
     n_out, _, k, _ = weight.shape
     h_out, w_out = _out_size(height, k, stride, padding), _out_size(width, k, stride, padding)
-    zs, order = torch.sort(z.detach().permute(0, 2, 3, 1), dim=3)  # (B, H, W, C): each pixel's channels in time
-    ch = F.pad(order.to(torch.int32), (0, 1))  # (B, H, W, C + 1)
-    del order
-    zs = F.pad(zs, (0, 1), value=NO_SPIKE)  # (B, H, W, C + 1): a sentinel ends each list
-    wt = weight.detach().permute(2, 3, 1, 0).reshape(k * k * n_chan, n_out)  # (k*k*C, O): tap rows
-    if bias is not None:
-        wt = torch.cat([wt, bias.detach().reshape(1, n_out)])
-    wt = wt.contiguous()
-    out = torch.empty(n_batch, h_out, w_out, n_out, dtype=z.dtype, device=z.device)  # (B, H', W', O)
+    zs, ch = _sorted_pixels(z)
+    wt = _tap_rows(weight, bias)
+    out = torch.empty(n_batch, n_out, h_out, w_out, dtype=z.dtype, device=z.device)
     w_c = torch.empty_like(out)
     _check_sizes(zs, wt, out)
     block_o = min(_next_pow2(n_out), _MAX_BLOCK_O)
-    lanes = _next_pow2(k * k + 1)
     grid = (n_batch * h_out * w_out, _cdiv(n_out, block_o))
     kern.conv_forward_kernel[grid](
         zs, ch, wt, out, w_c,
         n_chan, height, width, n_out, h_out, w_out, stride, padding,
-        K=k, HAS_BIAS=bias is not None, LANES=lanes, BLOCK_O=block_o, IS_FP64=z.dtype == torch.float64,
-        THRESHOLD_C=THRESHOLD, BIAS_Z_C=BIAS_Z, num_warps=_FORWARD_WARPS,
+        K=k, HAS_BIAS=bias is not None, LANES=_next_pow2(k * k + 1), BLOCK_O=block_o,
+        IS_FP64=z.dtype == torch.float64, THRESHOLD_C=THRESHOLD, BIAS_Z_C=BIAS_Z, num_warps=_FORWARD_WARPS,
     )
-    return out.permute(0, 3, 1, 2).contiguous(), w_c.permute(0, 3, 1, 2).contiguous()
+    return out, w_c
 
 
 def conv_backward(
@@ -180,41 +205,48 @@ def conv_backward(
     n_batch, n_chan, height, width = z.shape
     n_out, _, k, _ = weight.shape
     h_out, w_out = z_out.shape[2], z_out.shape[3]
-    fired = torch.isfinite(z_out) & (grad != 0)
-    coef = torch.where(fired, grad / torch.where(fired, w_c - THRESHOLD, torch.ones_like(w_c)), 0.0)  # (B, O, H', W')
-    zo = torch.where(fired, z_out, torch.zeros_like(z_out))  # silent: z_i > 0 = zo, nothing causal
-    grad_bias = None
-    if bias is not None:
-        grad_bias = torch.where(zo >= BIAS_Z, coef * (BIAS_Z - zo), 0.0).sum(dim=(0, 2, 3))
-    coef_t = coef.permute(0, 2, 3, 1).contiguous()  # (B, H', W', O)
-    zo_t = zo.permute(0, 2, 3, 1).contiguous()
-    zt = z.detach().permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
-    wt = weight.detach().permute(2, 3, 1, 0).reshape(k * k * n_chan, n_out).contiguous()
-    _check_sizes(zt, coef_t, wt)
+    n_rows = n_batch * h_out * w_out
+    dtype, device = z.dtype, z.device
+    flags = dict(IS_FP64=dtype == torch.float64, THRESHOLD_C=THRESHOLD, BIAS_Z_C=BIAS_Z)
 
-    gz = torch.empty_like(zt)
+    # coef = grad / (W_C - 1) and the firing times, as (B*H'*W', O) rows; the bias gradient per row block
+    coef = torch.empty(n_rows, n_out, dtype=dtype, device=device)
+    zo = torch.empty_like(coef)
+    prep_r, prep_o = _PREP_BLOCK_ROWS, min(_next_pow2(n_out), 32)
+    gb = torch.empty(_cdiv(n_rows, prep_r), n_out, dtype=dtype, device=device)
+    _check_sizes(coef)
+    kern.grad_prep_kernel[(_cdiv(n_rows, prep_r), _cdiv(n_out, prep_o))](
+        grad.contiguous(), z_out.contiguous(), w_c.contiguous(), coef, zo, gb, n_out, h_out * w_out, n_rows,
+        HAS_BIAS=bias is not None, BLOCK_R=prep_r, BLOCK_O=prep_o, num_warps=4, **flags,
+    )
+    grad_bias = gb.sum(dim=0) if bias is not None else None
+
+    zt = z.detach().permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
+    wt = _tap_rows(weight, None)
+    _check_sizes(zt, wt)
+    gz = torch.empty_like(z, memory_format=torch.contiguous_format)
     block_c = min(_next_pow2(n_chan), 32)
     block_o = min(_next_pow2(n_out), 64)
     kern.grad_z_kernel[(n_batch * height * width, _cdiv(n_chan, block_c))](
-        zt, wt, coef_t, zo_t, gz,
+        zt, wt, coef, zo, gz,
         n_chan, height, width, n_out, h_out, w_out, stride, padding,
         K=k, BLOCK_C=block_c, BLOCK_O=block_o, num_warps=4,
     )
 
-    n_rows = n_batch * h_out * w_out
+    # grad_w: (tap, channel block, output block) tiles, each summing a fixed split of the rows; splits added in order
     block_r = 8
     gw_c = min(_next_pow2(n_chan), 32)
     gw_o = min(_next_pow2(n_out), 32)
     tiles = k * k * _cdiv(n_chan, gw_c) * _cdiv(n_out, gw_o)
     max_split = max(1, _GRADW_SPLIT_ELEMENTS // (k * k * n_chan * n_out))
-    splits = max(1, min(_cdiv(_GRADW_TARGET_PROGRAMS, tiles), _cdiv(n_rows, 64 * block_r), max_split))
+    splits = max(1, min(_cdiv(_GRADW_TARGET_PROGRAMS, tiles), _cdiv(n_rows, _GRADW_MIN_ROWS), max_split))
     rows_per_split = _cdiv(_cdiv(n_rows, splits), block_r) * block_r
     splits = _cdiv(n_rows, rows_per_split)
-    gw = torch.empty(splits, k * k, n_chan, n_out, dtype=z.dtype, device=z.device)
+    gw = torch.empty(splits, k * k, n_chan, n_out, dtype=dtype, device=device)
     kern.grad_w_kernel[(k * k, _cdiv(n_chan, gw_c) * _cdiv(n_out, gw_o), splits)](
-        zt, coef_t, zo_t, gw,
+        zt, coef, zo, gw,
         n_chan, height, width, n_out, h_out, w_out, stride, padding, n_rows, rows_per_split,
         K=k, BLOCK_R=block_r, BLOCK_C=gw_c, BLOCK_O=gw_o, num_warps=4,
     )
     grad_weight = gw.sum(dim=0).reshape(k, k, n_chan, n_out).permute(3, 2, 0, 1).contiguous()  # (O, C, k, k)
-    return gz.permute(0, 3, 1, 2).contiguous(), grad_weight, grad_bias
+    return gz, grad_weight, grad_bias
