@@ -112,6 +112,20 @@ def test_conv_matches_reference_forward_and_backward(dtype, k, stride, padding, 
         torch.testing.assert_close(a, r, **tol, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
+def test_forward_blocking_changes_nothing(monkeypatch):
+    # positions per program and channel-block width are tuning choices: results must be bit-identical
+    z = rand_inputs(1, 2, 3, 3, dtype=torch.float32)
+    w = 0.4 * torch.randn(5, 2, 3, 3) + 0.15
+    b = torch.randn(5)
+    results = []
+    for pos, block_o in [(1, 2), (2, 4), (4, 8)]:  # 9 positions: the last program of 2 and 4 is partial
+        monkeypatch.setattr(triton_gpu, "_forward_blocks", lambda *_, p=pos, o=block_o: (p, o))
+        results.append(triton_gpu.conv_forward(z, w, b, 1, 1))
+    assert_same_spikes(results[0][0], spike_conv2d(z, w, b, 1, 1, backend="reference"), RTOL[torch.float32])
+    for z_out, w_c in results[1:]:
+        assert torch.equal(z_out, results[0][0]) and torch.equal(w_c, results[0][1])
+
+
 def test_w_c_is_the_causal_weight_sum():
     z = rand_inputs(1, 2, 4, 4)
     w = 0.5 * torch.randn(3, 2, 3, 3, dtype=torch.float64) + 0.2

@@ -11,41 +11,39 @@ import triton.language as tl
 @triton.jit
 def conv_forward_kernel(
     zs_ptr, ch_ptr, wt_ptr, out_ptr, wc_ptr,
-    C, H, W, OC, H_OUT, W_OUT, stride, pad,
-    K: tl.constexpr, HAS_BIAS: tl.constexpr, LANES: tl.constexpr, BLOCK_O: tl.constexpr,
+    C, H, W, OC, H_OUT, W_OUT, stride, pad, n_rows,
+    K: tl.constexpr, HAS_BIAS: tl.constexpr, LANES: tl.constexpr, POS: tl.constexpr, BLOCK_O: tl.constexpr,
     IS_FP64: tl.constexpr, THRESHOLD_C: tl.constexpr, BIAS_Z_C: tl.constexpr,
 ):
     # zs: (B, H, W, C + 1) each pixel's channels sorted in time, then a NO_SPIKE sentinel;
     # ch: (B, H, W, C + 1) the channel of each entry (int32);
     # wt: (k*k*C [+1 bias row], OC); out, wc: (B, OC, H', W').
-    pid_pos = tl.program_id(0)  # b * H' * W' + oy * W' + ox
-    pid_o = tl.program_id(1)
+    # A program merges the receptive fields of POS output positions side by side (independent chains of
+    # dependent loads in one warp) for BLOCK_O output channels.
+    q = tl.program_id(0) * POS + tl.arange(0, POS)  # (POS,): b * H' * W' + oy * W' + ox
+    q_ok = q < n_rows
     n_pos = H_OUT * W_OUT
-    b = pid_pos // n_pos
-    p = pid_pos % n_pos
-    oy = p // W_OUT
-    ox = p % W_OUT
+    b = q // n_pos
+    p = q % n_pos
     lane = tl.arange(0, LANES)  # one lane per tap (dy, dx); lane k*k is the bias
-    dy = lane // K
-    dx = lane % K
-    y = oy * stride - pad + dy
-    x = ox * stride - pad + dx
-    inside = (lane < K * K) & (y >= 0) & (y < H) & (x >= 0) & (x < W)
-    cur = tl.where(inside, ((b * H + y) * W + x) * (C + 1), 0)  # (LANES,): offset of each list's head
-    head = tl.load(zs_ptr + cur, mask=inside, other=float("inf"))  # (LANES,): next arrival per list
+    y = ((p // W_OUT) * stride - pad)[:, None] + (lane // K)[None, :]  # (POS, LANES)
+    x = ((p % W_OUT) * stride - pad)[:, None] + (lane % K)[None, :]
+    inside = q_ok[:, None] & (lane < K * K)[None, :] & (y >= 0) & (y < H) & (x >= 0) & (x < W)
+    cur = tl.where(inside, ((b[:, None] * H + y) * W + x) * (C + 1), 0)  # (POS, LANES): each list's head
+    head = tl.load(zs_ptr + cur, mask=inside, other=float("inf"))  # (POS, LANES): next arrival per list
     if HAS_BIAS:
-        head = tl.where(lane == K * K, BIAS_Z_C, head)
+        head = tl.where(q_ok[:, None] & (lane == K * K)[None, :], BIAS_Z_C, head)
 
-    o = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
+    o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
     o_ok = o < OC
     # float64 accumulators, rounded to the input dtype for every test: the sums of torch's CPU cumsum
     # (the reference backend), which accumulates float32 in double.
-    w_acc = tl.zeros([BLOCK_O], dtype=tl.float64)
-    s_acc = tl.zeros([BLOCK_O], dtype=tl.float64)
-    active = o_ok
-    z_i, a = tl.min(head, axis=0, return_indices=True)
-    n_active = tl.sum(active.to(tl.int32), axis=0)
-    while (z_i < float("inf")) & (n_active > 0):
+    w_acc = tl.zeros([POS, BLOCK_O], dtype=tl.float64)
+    s_acc = tl.zeros([POS, BLOCK_O], dtype=tl.float64)
+    active = q_ok[:, None] & o_ok[None, :]  # (POS, BLOCK_O): not yet found to have fired
+    z_i, a = tl.min(head, axis=1, return_indices=True)  # (POS,): the next arrival and its list
+    go = (z_i < float("inf")) & (tl.sum(active.to(tl.int32), axis=1) > 0)
+    while tl.sum(go.to(tl.int32), axis=0) > 0:
         # freeze the channels that fire no later than this arrival
         w_r = w_acc.to(z_i.dtype)
         over = w_r > THRESHOLD_C
@@ -56,21 +54,21 @@ def conv_forward_kernel(
             cand = s_acc / den
         else:
             cand = tl.math.div_rn(s_acc.to(tl.float32), den)
-        fired = over & (cand <= z_i)
-        active = active & (~fired)
-        sel = lane == a
-        cur_a = tl.sum(tl.where(sel, cur, 0), axis=0)
-        is_tap = a < K * K
+        active = active & ~(over & (cand <= z_i[:, None]))
+        sel = (lane[None, :] == a[:, None]) & go[:, None]  # (POS, LANES): the list that delivers
+        cur_a = tl.sum(tl.where(sel, cur, 0), axis=1)  # (POS,)
+        is_tap = go & (a < K * K)
         c = tl.load(ch_ptr + cur_a, mask=is_tap, other=0)
-        row = tl.where(is_tap, a * C + c, K * K * C)  # the bias row follows the k*k*C tap rows
-        w = tl.load(wt_ptr + row * OC + o, mask=active, other=0.0)  # (BLOCK_O,), contiguous
+        row = tl.where(a < K * K, a * C + c, K * K * C)  # the bias row follows the k*k*C tap rows
+        w = tl.load(wt_ptr + row[:, None] * OC + o[None, :], mask=active & go[:, None], other=0.0)
+        z_go = tl.where(go, z_i, 0.0)  # rows that stopped add nothing (and no 0 * inf)
         w_acc += w.to(tl.float64)
-        s_acc += (w * z_i).to(tl.float64)
+        s_acc += (w * z_go[:, None]).to(tl.float64)
         nxt = tl.load(zs_ptr + cur_a + 1, mask=is_tap, other=float("inf"))  # the sentinel ends each list
-        head = tl.where(sel, nxt, head)
+        head = tl.where(sel, nxt[:, None], head)
         cur = tl.where(sel, cur + 1, cur)
-        z_i, a = tl.min(head, axis=0, return_indices=True)
-        n_active = tl.sum(active.to(tl.int32), axis=0)
+        z_i, a = tl.min(head, axis=1, return_indices=True)
+        go = (z_i < float("inf")) & (tl.sum(active.to(tl.int32), axis=1) > 0)
     w_r = w_acc.to(out_ptr.dtype.element_ty)
     over = w_r > THRESHOLD_C
     den = tl.where(over, w_r - THRESHOLD_C, 1.0)
@@ -79,9 +77,10 @@ def conv_forward_kernel(
     else:
         cand = tl.math.div_rn(s_acc.to(tl.float32), den)
     z_out = tl.where(over, cand, float("inf"))
-    dst = (b * OC + o) * n_pos + p
-    tl.store(out_ptr + dst, z_out, mask=o_ok)
-    tl.store(wc_ptr + dst, w_r, mask=o_ok)
+    dst = (b[:, None] * OC + o[None, :]) * n_pos + p[:, None]
+    ok = q_ok[:, None] & o_ok[None, :]
+    tl.store(out_ptr + dst, z_out, mask=ok)
+    tl.store(wc_ptr + dst, w_r, mask=ok)
 
 
 @triton.jit

@@ -49,8 +49,14 @@ from tcsnn._constants import BIAS_Z, NO_SPIKE, THRESHOLD
 DEVICES: tuple[str, ...] = ("cuda",)
 DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64)
 
-#: Largest output-channel block of the forward program (the rest of the channels go to more programs).
+#: Output-channel block of a forward program: at most this wide, and narrowed down to the minimum
+#: while the grid has fewer than _FORWARD_PROGRAMS_PER_SM programs per SM.
 _MAX_BLOCK_O = 128
+_MIN_BLOCK_O = 32
+#: Output positions merged side by side in one forward program (at most).
+_MAX_POSITIONS = 4
+#: Forward programs (one warp each) wanted per SM: 32 resident blocks per SM, twice over.
+_FORWARD_PROGRAMS_PER_SM = 64
 #: One warp per forward program: the per-arrival reductions (next input, active channels) stay in-warp.
 _FORWARD_WARPS = 1
 #: Rows per program of the backward's first kernel (coef, firing times, bias-gradient partials).
@@ -149,6 +155,25 @@ def _tap_rows(weight: Tensor, bias: Tensor | None) -> Tensor:
     return wt.contiguous()
 
 
+def _forward_blocks(n_rows: int, n_out: int, device: torch.device) -> tuple[int, int]:
+    """Output positions and channels per forward program.
+
+    Each program is one warp walking its positions' inputs in time order: a chain of dependent loads.
+    Several positions per program (independent chains) and wide channel blocks cut the work per input,
+    as long as enough programs remain to keep every SM busy; the results do not depend on the choice."""
+    if device.type == "cuda":
+        target = _FORWARD_PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        target = 1  # the interpreter: fewest programs
+    block_o = min(_next_pow2(n_out), _MAX_BLOCK_O)
+    while block_o > _MIN_BLOCK_O and n_rows * _cdiv(n_out, block_o) < target:
+        block_o //= 2
+    pos = _MAX_POSITIONS
+    while pos > 1 and _cdiv(n_rows, pos) * _cdiv(n_out, block_o) < target:
+        pos //= 2
+    return pos, block_o
+
+
 def conv_forward(
     z: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int
 ) -> tuple[Tensor, Tensor]:
@@ -173,12 +198,13 @@ def conv_forward(
     out = torch.empty(n_batch, n_out, h_out, w_out, dtype=z.dtype, device=z.device)
     w_c = torch.empty_like(out)
     _check_sizes(zs, wt, out)
-    block_o = min(_next_pow2(n_out), _MAX_BLOCK_O)
-    grid = (n_batch * h_out * w_out, _cdiv(n_out, block_o))
+    n_rows = n_batch * h_out * w_out
+    pos, block_o = _forward_blocks(n_rows, n_out, z.device)
+    grid = (_cdiv(n_rows, pos), _cdiv(n_out, block_o))
     kern.conv_forward_kernel[grid](
         zs, ch, wt, out, w_c,
-        n_chan, height, width, n_out, h_out, w_out, stride, padding,
-        K=k, HAS_BIAS=bias is not None, LANES=_next_pow2(k * k + 1), BLOCK_O=block_o,
+        n_chan, height, width, n_out, h_out, w_out, stride, padding, n_rows,
+        K=k, HAS_BIAS=bias is not None, LANES=_next_pow2(k * k + 1), POS=pos, BLOCK_O=block_o,
         IS_FP64=z.dtype == torch.float64, THRESHOLD_C=THRESHOLD, BIAS_Z_C=BIAS_Z, num_warps=_FORWARD_WARPS,
     )
     return out, w_c
