@@ -105,6 +105,9 @@ class Report:
                                  f"{c['grad_z']:.2e} | {c['grad_w']:.2e} | {c['grad_b']:.2e} | {c['deterministic']} "
                                  f"| {c['ok']} |")
                 lines.append("")
+            if ex.get("blocking"):
+                lines += [f"forward bit-identical under the blockings {ex['blocking']['choices']}: "
+                          f"{ex['blocking']['ok']}", ""]
             if ex.get("error"):
                 lines += ["```", ex["error"], "```", ""]
         ra = st.get("ratios")
@@ -242,7 +245,30 @@ def stage_exactness(device, smoke: bool) -> dict:
             print(f"   {name} {dname}: mismatches={mismatches} rel={rel:.1e} grads="
                   f"{errs['grad_z']:.1e}/{errs['grad_w']:.1e}/{errs['grad_b']:.1e} det={deterministic} ok={case_ok}",
                   flush=True)
-    return {"ok": ok, "cases": cases}
+    blocking = _blocking_invariance(device, smoke)
+    return {"ok": ok and blocking["ok"], "cases": cases, "blocking": blocking}
+
+
+def _blocking_invariance(device, smoke: bool) -> dict:
+    """The forward under every (positions per program, channel block) choice gives bit-identical results."""
+    import torch
+
+    from tcsnn.functional.backends import triton_gpu as tg
+
+    batch, cin, side, cout = (1, 2, 2, 3) if smoke else (3, 24, 7, 160)  # partial position and channel blocks
+    choices = [(1, 2), (4, 4)] if smoke else [(1, 32), (2, 64), (4, 128), (4, 32)]
+    z, w, b = _inputs(batch, cin, side, cout, 3, True, None, torch.float32, device, seed=11)
+    chosen = tg._forward_blocks
+    outs = []
+    try:
+        for pos, block_o in choices:
+            tg._forward_blocks = lambda *_, p=pos, o=block_o: (p, o)
+            outs.append(tg.conv_forward(z, w, b, 1, 1))
+    finally:
+        tg._forward_blocks = chosen
+    same = all(torch.equal(x[0], outs[0][0]) and torch.equal(x[1], outs[0][1]) for x in outs[1:])
+    print(f"   forward blocking {choices}: bit-identical={same}", flush=True)
+    return {"ok": same, "choices": choices}
 
 
 def _timed(fn: Callable[[], object], device) -> float:

@@ -162,7 +162,7 @@ def grad_w_kernel(
     C, H, W, OC, H_OUT, W_OUT, stride, pad, n_rows, rows_per_split,
     K: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
-    # zt: (B, H, W, C); coef, zo: (B*H'*W', OC) rows; gw: (splits, k*k, C, OC) partial sums.
+    # zt: (B, H, W, C); coef, zo: (B*H'*W', OC) rows; gw: (splits, OC, C, k, k) partial sums.
     t = tl.program_id(0)  # tap dy * k + dx
     pid_co = tl.program_id(1)
     s = tl.program_id(2)  # row split
@@ -193,6 +193,5 @@ def grad_w_kernel(
         causal = z_i[:, :, None] <= zo[:, None, :]  # (BLOCK_R, BLOCK_C, BLOCK_O)
         dt = tl.where(causal, z_i[:, :, None] - zo[:, None, :], 0.0)  # 0, not inf - zo, off the causal set
         acc += tl.sum(cf[:, None, :] * dt, axis=0)
-    tl.store(
-        gw_ptr + ((s * K * K + t) * C + c[:, None]) * OC + o[None, :], acc, mask=c_ok[:, None] & o_ok[None, :]
-    )
+    # straight into the (OC, C, k, k) layout of the weight: no transposed copy afterwards
+    tl.store(gw_ptr + ((s * OC + o[None, :]) * C + c[:, None]) * (K * K) + t, acc, mask=c_ok[:, None] & o_ok[None, :])

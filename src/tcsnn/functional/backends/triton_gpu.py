@@ -268,11 +268,11 @@ def conv_backward(
     splits = max(1, min(_cdiv(_GRADW_TARGET_PROGRAMS, tiles), _cdiv(n_rows, _GRADW_MIN_ROWS), max_split))
     rows_per_split = _cdiv(_cdiv(n_rows, splits), block_r) * block_r
     splits = _cdiv(n_rows, rows_per_split)
-    gw = torch.empty(splits, k * k, n_chan, n_out, dtype=dtype, device=device)
+    gw = torch.empty(splits, n_out, n_chan, k, k, dtype=dtype, device=device)
     kern.grad_w_kernel[(k * k, _cdiv(n_chan, gw_c) * _cdiv(n_out, gw_o), splits)](
         zt, coef, zo, gw,
         n_chan, height, width, n_out, h_out, w_out, stride, padding, n_rows, rows_per_split,
         K=k, BLOCK_R=block_r, BLOCK_C=gw_c, BLOCK_O=gw_o, num_warps=4,
     )
-    grad_weight = gw.sum(dim=0).reshape(k, k, n_chan, n_out).permute(3, 2, 0, 1).contiguous()  # (O, C, k, k)
+    grad_weight = gw[0] if splits == 1 else gw.sum(dim=0)  # (O, C, k, k)
     return gz, grad_weight, grad_bias
