@@ -121,39 +121,47 @@ def grad_prep_kernel(
 @triton.jit
 def grad_z_kernel(
     zt_ptr, wt_ptr, coef_ptr, zo_ptr, gz_ptr,
-    C, H, W, OC, H_OUT, W_OUT, stride, pad,
-    K: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+    C, H, W, OC, H_OUT, W_OUT, stride, pad, n_pix,
+    K: tl.constexpr, BLOCK_X: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
-    # zt: (B, H, W, C); gz: (B, C, H, W); wt: (k*k*C, OC); coef, zo: (B, H', W', OC).
-    pid_pix = tl.program_id(0)  # b * H * W + y * W + x
-    pid_c = tl.program_id(1)
-    b = pid_pix // (H * W)
-    yx = pid_pix % (H * W)
+    # zt: (B, H, W, C); gz: (B, C, H, W); wt: (k*k*C, OC); coef, zo: (B*H'*W', OC) rows.
+    # A program owns BLOCK_X consecutive input pixels and BLOCK_C channels; each (BLOCK_C, BLOCK_O) weight tile
+    # it loads serves all its pixels.
+    pix = tl.program_id(0) * BLOCK_X + tl.arange(0, BLOCK_X)  # (BLOCK_X,): b * H * W + y * W + x
+    pix_ok = pix < n_pix
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = c < C
+    b = pix // (H * W)
+    yx = pix % (H * W)
     y = yx // W
     x = yx % W
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_ok = c < C
-    z_i = tl.load(zt_ptr + pid_pix * C + c, mask=c_ok, other=float("inf"))  # (BLOCK_C,)
-    acc = tl.zeros([BLOCK_C], dtype=zt_ptr.dtype.element_ty)
+    z_i = tl.load(
+        zt_ptr + pix[:, None] * C + c[None, :], mask=pix_ok[:, None] & c_ok[None, :], other=float("inf")
+    )  # (BLOCK_X, BLOCK_C)
+    acc = tl.zeros([BLOCK_X, BLOCK_C], dtype=zt_ptr.dtype.element_ty)
     for t in tl.static_range(K * K):
+        # the output position that sees pixel (y, x) through tap t, if any
         ty = y + pad - t // K
         tx = x + pad - t % K
         oy = ty // stride
         ox = tx // stride
-        hit = (ty >= 0) & (tx >= 0) & (ty % stride == 0) & (tx % stride == 0) & (oy < H_OUT) & (ox < W_OUT)
-        if hit:
-            row = (b * H_OUT + oy) * W_OUT + ox
+        hit = pix_ok & (ty >= 0) & (tx >= 0) & (ty % stride == 0) & (tx % stride == 0) & (oy < H_OUT) & (ox < W_OUT)
+        row = tl.where(hit, (b * H_OUT + oy) * W_OUT + ox, 0)  # (BLOCK_X,)
+        if tl.sum(hit.to(tl.int32), axis=0) > 0:
             for o0 in range(0, OC, BLOCK_O):
                 o = o0 + tl.arange(0, BLOCK_O)
                 o_ok = o < OC
-                cf = tl.load(coef_ptr + row * OC + o, mask=o_ok, other=0.0)  # (BLOCK_O,)
-                zo = tl.load(zo_ptr + row * OC + o, mask=o_ok, other=0.0)  # 0: nothing is causal
+                m = hit[:, None] & o_ok[None, :]
+                cf = tl.load(coef_ptr + row[:, None] * OC + o[None, :], mask=m, other=0.0)  # (BLOCK_X, BLOCK_O)
+                zo = tl.load(zo_ptr + row[:, None] * OC + o[None, :], mask=m, other=0.0)  # 0: nothing is causal
                 w = tl.load(
                     wt_ptr + (t * C + c[:, None]) * OC + o[None, :], mask=c_ok[:, None] & o_ok[None, :], other=0.0
                 )  # (BLOCK_C, BLOCK_O)
-                causal = z_i[:, None] <= zo[None, :]
-                acc += tl.sum(tl.where(causal, w * cf[None, :], 0.0), axis=1)
-    tl.store(gz_ptr + (b * C + c) * (H * W) + yx, acc, mask=c_ok)
+                causal = z_i[:, :, None] <= zo[:, None, :]  # (BLOCK_X, BLOCK_C, BLOCK_O)
+                acc += tl.sum(tl.where(causal, w[None, :, :] * cf[:, None, :], 0.0), axis=2)
+    tl.store(
+        gz_ptr + (b[:, None] * C + c[None, :]) * (H * W) + yx[:, None], acc, mask=pix_ok[:, None] & c_ok[None, :]
+    )
 
 
 @triton.jit

@@ -61,6 +61,8 @@ _FORWARD_PROGRAMS_PER_SM = 64
 _FORWARD_WARPS = 1
 #: Rows per program of the backward's first kernel (coef, firing times, bias-gradient partials).
 _PREP_BLOCK_ROWS = 64
+#: Input pixels per ``grad_z`` program (they share each weight tile it loads).
+_GRADZ_BLOCK_PIXELS = 8
 #: Target number of ``grad_w`` programs; the ``B*H'*W'`` rows are split to reach it (fixed per shape).
 _GRADW_TARGET_PROGRAMS = 2048
 #: Fewest rows a ``grad_w`` split sums (a multiple of the kernel's row block, 8).
@@ -251,12 +253,13 @@ def conv_backward(
     wt = _tap_rows(weight, None)
     _check_sizes(zt, wt)
     gz = torch.empty_like(z, memory_format=torch.contiguous_format)
+    n_pix = n_batch * height * width
     block_c = min(_next_pow2(n_chan), 32)
-    block_o = min(_next_pow2(n_out), 64)
-    kern.grad_z_kernel[(n_batch * height * width, _cdiv(n_chan, block_c))](
+    block_o = min(_next_pow2(n_out), 32)
+    kern.grad_z_kernel[(_cdiv(n_pix, _GRADZ_BLOCK_PIXELS), _cdiv(n_chan, block_c))](
         zt, wt, coef, zo, gz,
-        n_chan, height, width, n_out, h_out, w_out, stride, padding,
-        K=k, BLOCK_C=block_c, BLOCK_O=block_o, num_warps=4,
+        n_chan, height, width, n_out, h_out, w_out, stride, padding, n_pix,
+        K=k, BLOCK_X=_GRADZ_BLOCK_PIXELS, BLOCK_C=block_c, BLOCK_O=block_o, num_warps=4,
     )
 
     # grad_w: (tap, channel block, output block) tiles, each summing a fixed split of the rows; splits added in order
