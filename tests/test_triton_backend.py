@@ -91,8 +91,11 @@ RTOL = {torch.float32: 1e-6, torch.float64: 1e-12}
     ids=["3x3-pad1-bias", "3x3-stride2-nobias", "2x2-ties-bias"],
 )
 def test_conv_matches_reference_forward_and_backward(dtype, k, stride, padding, bias, levels, monkeypatch):
-    # small blocks so that the chunked sort, the bias-gradient partials and the grad_w splits all have several parts
+    # small blocks so that the chunked sort, the channel blocks of the backward (3 input channels in blocks of 2,
+    # 4 output channels), the bias-gradient partials and the grad_w splits all have several parts
     monkeypatch.setattr(triton_gpu, "_SORT_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(triton_gpu, "_BWD_MAX_BLOCK_C", 2)
+    monkeypatch.setattr(triton_gpu, "_BWD_MAX_BLOCK_O", 2)
     monkeypatch.setattr(triton_gpu, "_PREP_BLOCK_ROWS", 4)
     monkeypatch.setattr(triton_gpu, "_GRADW_MIN_ROWS", 8)
     z = rand_inputs(2, 3, 4, 4, dtype=dtype, levels=levels)

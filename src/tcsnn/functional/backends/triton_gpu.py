@@ -61,6 +61,9 @@ _FORWARD_PROGRAMS_PER_SM = 64
 _FORWARD_WARPS = 1
 #: Rows per program of the backward's first kernel (coef, firing times, bias-gradient partials).
 _PREP_BLOCK_ROWS = 64
+#: Channel blocks of the backward kernels (input and output channels).
+_BWD_MAX_BLOCK_C = 32
+_BWD_MAX_BLOCK_O = 32
 #: Input pixels per ``grad_z`` program (they share each weight tile it loads).
 _GRADZ_BLOCK_PIXELS = 8
 #: Target number of ``grad_w`` programs; the ``B*H'*W'`` rows are split to reach it (fixed per shape).
@@ -240,7 +243,7 @@ def conv_backward(
     # coef = grad / (W_C - 1) and the firing times, as (B*H'*W', O) rows; the bias gradient per row block
     coef = torch.empty(n_rows, n_out, dtype=dtype, device=device)
     zo = torch.empty_like(coef)
-    prep_r, prep_o = _PREP_BLOCK_ROWS, min(_next_pow2(n_out), 32)
+    prep_r, prep_o = _PREP_BLOCK_ROWS, min(_next_pow2(n_out), _BWD_MAX_BLOCK_O)
     gb = torch.empty(_cdiv(n_rows, prep_r), n_out, dtype=dtype, device=device)
     _check_sizes(coef)
     kern.grad_prep_kernel[(_cdiv(n_rows, prep_r), _cdiv(n_out, prep_o))](
@@ -254,8 +257,8 @@ def conv_backward(
     _check_sizes(zt, wt)
     gz = torch.empty_like(z, memory_format=torch.contiguous_format)
     n_pix = n_batch * height * width
-    block_c = min(_next_pow2(n_chan), 32)
-    block_o = min(_next_pow2(n_out), 32)
+    block_c = min(_next_pow2(n_chan), _BWD_MAX_BLOCK_C)
+    block_o = min(_next_pow2(n_out), _BWD_MAX_BLOCK_O)
     kern.grad_z_kernel[(_cdiv(n_pix, _GRADZ_BLOCK_PIXELS), _cdiv(n_chan, block_c))](
         zt, wt, coef, zo, gz,
         n_chan, height, width, n_out, h_out, w_out, stride, padding, n_pix,
@@ -264,8 +267,8 @@ def conv_backward(
 
     # grad_w: (tap, channel block, output block) tiles, each summing a fixed split of the rows; splits added in order
     block_r = 8
-    gw_c = min(_next_pow2(n_chan), 32)
-    gw_o = min(_next_pow2(n_out), 32)
+    gw_c = min(_next_pow2(n_chan), _BWD_MAX_BLOCK_C)
+    gw_o = min(_next_pow2(n_out), _BWD_MAX_BLOCK_O)
     tiles = k * k * _cdiv(n_chan, gw_c) * _cdiv(n_out, gw_o)
     max_split = max(1, _GRADW_SPLIT_ELEMENTS // (k * k * n_chan * n_out))
     splits = max(1, min(_cdiv(_GRADW_TARGET_PROGRAMS, tiles), _cdiv(n_rows, _GRADW_MIN_ROWS), max_split))
