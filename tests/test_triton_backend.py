@@ -245,6 +245,14 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
         triton_gpu.conv_forward(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1), None, 1, 0)
 
 
+def test_without_triton_the_backend_says_how_to_install_it(monkeypatch):
+    real = triton_gpu.importlib.util.find_spec
+    monkeypatch.setattr(triton_gpu.importlib.util, "find_spec", lambda name: None if name == "triton" else real(name))
+    assert not triton_gpu.is_available("cpu") and not triton_gpu.is_available("cuda")
+    with pytest.raises(ImportError, match=r"pip install 'tcsnn\[triton\]'"):
+        triton_gpu.conv_forward(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1), None, 1, 0)
+
+
 def test_rejects_other_dtypes():
     with pytest.raises(TypeError, match="float32 and float64"):
         triton_gpu.conv_forward(torch.ones(1, 1, 2, 2, dtype=torch.float16), torch.ones(1, 1, 1, 1).half(), None, 1, 0)

@@ -78,6 +78,13 @@ _SORT_CHUNK_ELEMENTS = 1 << 22
 _MAX_ELEMENTS = 2**31 - 1
 
 
+def _triton_installed() -> bool:
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):  # e.g. a broken or stubbed-out triton module
+        return False
+
+
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
@@ -85,7 +92,7 @@ def _interpreting() -> bool:
 def is_available(device: str | torch.device = "cuda") -> bool:
     """Whether the Triton kernels can run on ``device``: triton is installed and the device is CUDA
     (with a GPU present), or the device is the CPU and ``TRITON_INTERPRET=1`` is set."""
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return False
     kind = torch.device(device).type
     if kind == "cuda":
@@ -94,7 +101,7 @@ def is_available(device: str | torch.device = "cuda") -> bool:
 
 
 def _require(z: Tensor) -> None:
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         raise ImportError("the 'triton' backend needs the triton package: pip install 'tcsnn[triton]'")
     if z.device.type == "cpu" and not _interpreting():
         raise ValueError(
