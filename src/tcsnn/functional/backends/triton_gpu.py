@@ -1,36 +1,42 @@
 r"""Triton backend: exact spike times of a convolution (and of a linear layer, its 1x1 case) on CUDA.
 
 Forward (paper eq. 4).  Each input pixel's channels are sorted once (``torch.sort`` over ``C`` of the
-``(B, H, W, C)`` map, with the channel order kept as int32).  A receptive field of a ``k x k`` kernel is then
-``k*k`` sorted lists, plus the bias as a one-element list at ``z = 1``.  One program owns one output position
-``(b, oy, ox)`` and a block of ``BLOCK_O`` output channels; it merges the lists in time order (a ``k*k + 1``-way
-merge: the smallest list head is the next input to arrive) and pushes each input's weight row to its channels:
+``(B, H, W, C)`` map, the channel order kept as int32, a ``NO_SPIKE`` sentinel ending each list).  A receptive
+field of a ``k x k`` kernel is then ``k*k`` time-ordered lists, plus the bias as a one-element list at ``z = 1``.
+A program (one warp) owns up to 4 output positions and a block of output channels; for each position it merges
+the lists in time order (the smallest list head is the next input to arrive) and adds the input's weight row
+to the channel accumulators:
 
 .. math::  W \leftarrow W + w_{ji}, \qquad S \leftarrow S + w_{ji} z_i .
 
-Before input ``i`` arrives, a channel whose accumulators already fire in time, ``W > 1`` and
+Before input ``i`` is added, a channel whose accumulators already fire in time, ``W > 1`` and
 ``S / (W - 1) <= z_i`` (the test of the ``reference`` backend, with IEEE-rounded division), is frozen: its
 ``W``, ``S`` are then the causal-set sums ``W_C``, ``S_C`` and ``z_j = S_C / (W_C - 1)``.  A channel with
 ``W <= 1`` after the last arriving input never fires (``NO_SPIKE``).  Inputs equal to ``NO_SPIKE`` never
-arrive; padded taps are empty lists.  The program stops as soon as every channel of its block is frozen.
+arrive; padded taps are empty lists.  A program stops once every channel of its block is frozen.
+The accumulators are float64, rounded to the input dtype for every test: the sums of the reference's
+``torch.cumsum`` on CPU, so float32 results match it bit for bit in practice.
 
 Backward (sort-free causal-set rule, ``C_j = {i : z_i <= z_j}``, ``coef_j = grad_j / (W_C - 1)``):
 
 .. math::  \frac{\partial L}{\partial w_{ji}} = \sum coef_j (z_i - z_j), \qquad
            \frac{\partial L}{\partial z_i} = \sum_j coef_j w_{ji},
 
-both summed over the pairs with ``i`` in ``C_j``.  Two deterministic kernels, no atomics:
-``grad_z`` gathers, for each input pixel and block of channels, over the ``k*k`` output positions it feeds;
+both summed over the pairs with ``i`` in ``C_j``; the bias is an input at ``z = 1``.  Three kernels, no atomics:
+``grad_prep`` turns ``grad`` into ``coef`` and the firing times (and bias-gradient partials per row block);
+``grad_z`` gathers, for 8 input pixels and a block of channels, over the output positions they feed;
 ``grad_w`` owns a (tap, channel block, output block) tile and sums over a fixed split of the ``B*H'*W'``
 output positions, the splits added in a fixed order.  Results never depend on scheduling.
 
-Memory beyond the input and output: the sorted map and its channel order (2 x the input), the
-``(B, H', W', O)`` copies of ``coef`` and ``z_out`` in the backward (2 x the output) and the ``grad_w``
-partial sums (at most ``_GRADW_SPLIT_ELEMENTS`` elements).  No unfolded patches.
+Memory beyond the input, the output and the weights: the sorted map and its channel order (2 x the input)
+and ``W_C`` (1 x the output) kept for the backward; the sort's buffers for at most ``_SORT_CHUNK_ELEMENTS``
+elements at a time; in the backward ``coef`` and the firing times (2 x the output), a ``(B, H, W, C)`` copy of
+the input, ``grad_z``, a transposed copy of the weights and the ``grad_w`` partial sums (at most
+``_GRADW_SPLIT_ELEMENTS`` elements).  Nothing of the size of the unfolded patches.
 
 Triton is optional (``pip install tcsnn[triton]``).  The kernels run on CUDA tensors, and on CPU tensors
 only under ``TRITON_INTERPRET=1`` (Triton's interpreter; slow, for tests).  Importing this module never
-needs triton; the kernels are built on first use.
+needs triton; the kernels are defined on first use (:mod:`tcsnn.functional.backends._triton_kernels`).
 """
 
 from __future__ import annotations
