@@ -28,11 +28,12 @@ both summed over the pairs with ``i`` in ``C_j``; the bias is an input at ``z = 
 ``grad_w`` owns a (tap, channel block, output block) tile and sums over a fixed split of the ``B*H'*W'``
 output positions, the splits added in a fixed order.  Results never depend on scheduling.
 
-Memory beyond the input, the output and the weights: the sorted map and its channel order (2 x the input)
-and ``W_C`` (1 x the output) kept for the backward; the sort's buffers for at most ``_SORT_CHUNK_ELEMENTS``
-elements at a time; in the backward ``coef`` and the firing times (2 x the output), a ``(B, H, W, C)`` copy of
-the input, ``grad_z``, a transposed copy of the weights and the ``grad_w`` partial sums (at most
-``_GRADW_SPLIT_ELEMENTS`` elements).  Nothing of the size of the unfolded patches.
+Memory beyond the input, the output and the weights: during the forward, the sorted map and its channel
+order (2 x the input), the sort's buffers for at most ``_SORT_CHUNK_ELEMENTS`` elements at a time and a
+transposed copy of the weights; ``W_C`` (1 x the output), kept for the backward; during the backward,
+``coef`` and the firing times (2 x the output), a ``(B, H, W, C)`` copy of the input, ``grad_z``, a transposed
+copy of the weights and the ``grad_w`` partial sums (at most ``_GRADW_SPLIT_ELEMENTS`` elements).  Nothing of
+the size of the unfolded patches.
 
 Triton is optional (``pip install tcsnn[triton]``).  The kernels run on CUDA tensors, and on CPU tensors
 only under ``TRITON_INTERPRET=1`` (Triton's interpreter; slow, for tests).  Importing this module never
