@@ -87,8 +87,8 @@ RTOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(
     "k,stride,padding,bias,levels",
-    [(3, 1, 1, True, None), (3, 2, 1, False, None), (2, 1, 0, True, 4)],
-    ids=["3x3-pad1-bias", "3x3-stride2-nobias", "2x2-ties-bias"],
+    [(3, 1, 1, True, None), (3, 2, 1, False, None), (2, 1, 0, True, 4), (5, 2, 2, True, None)],
+    ids=["3x3-pad1-bias", "3x3-stride2-nobias", "2x2-ties-bias", "5x5-stride2-pad2"],
 )
 def test_conv_matches_reference_forward_and_backward(dtype, k, stride, padding, bias, levels, monkeypatch):
     # small blocks so that the chunked sort, the channel blocks of the backward (3 input channels in blocks of 2,
@@ -99,7 +99,8 @@ def test_conv_matches_reference_forward_and_backward(dtype, k, stride, padding, 
     monkeypatch.setattr(triton_gpu, "_PREP_BLOCK_ROWS", 4)
     monkeypatch.setattr(triton_gpu, "_GRADW_MIN_ROWS", 8)
     z = rand_inputs(2, 3, 4, 4, dtype=dtype, levels=levels)
-    w = (0.3 * torch.randn(4, 3, k, k) + 0.1).to(dtype)  # mixed signs: some neurons stay silent
+    mean = 0.1 if k <= 3 else 0.0  # mixed signs, a total weight near threshold: some neurons stay silent
+    w = (0.3 * torch.randn(4, 3, k, k) + mean).to(dtype)
     b = torch.randn(4, dtype=dtype) if bias else None
     h = (4 + 2 * padding - k) // stride + 1
     g = torch.randn(2, 4, h, h, dtype=dtype)
