@@ -16,7 +16,8 @@ rewritten to ``OUT/gpu_check.json`` and ``OUT/gpu_check.md`` after every stage a
    ``z = exp(3 U(0, 1))``, the library's default weight initialisation) against ``torch.nn.Conv2d`` + ReLU with
    cuDNN's defaults (TF32 allowed), interleaved repeats, minima; peak memory of each step beyond its inputs
    (``torch.cuda.max_memory_allocated``).
-4. ``train``: a placeholder for a later "train SpikingVGG16 for N minutes" stage (``--train-minutes``).
+4. ``profile``: time per kernel of one Triton forward + backward (``torch.profiler``) at two table shapes.
+5. ``train``: a placeholder for a later "train SpikingVGG16 for N minutes" stage (``--train-minutes``).
 
 The Triton side calls the backend's ``conv_forward`` / ``conv_backward`` directly (what the autograd op runs).
 """
@@ -127,6 +128,15 @@ class Report:
             lines.append("")
             if ra.get("error"):
                 lines += ["```", ra["error"], "```", ""]
+        pr = st.get("profile")
+        if pr:
+            lines += ["## Time per kernel (torch.profiler, one forward + backward)", "", f"ok: {pr.get('ok')}", ""]
+            for r in pr.get("rows", []):
+                lines += [f"{r['layer']}, batch {r['batch']} ({r['by']}):", "", "| ms | calls | name |",
+                          "|---|---|---|"] + [f"| {t['ms']:.3f} | {t['calls']} | `{t['name']}` |" for t in r["top"]]
+                lines.append("")
+            if pr.get("error"):
+                lines += ["```", pr["error"], "```", ""]
         tr = st.get("train")
         if tr:
             lines += ["## Training", "", json.dumps(tr), ""]
@@ -380,6 +390,47 @@ def stage_ratios(device, args, report: Report, deadline: float) -> dict:
     return result
 
 
+#: Rows profiled kernel by kernel after the table: a large-map layer and a many-channel one.
+PROFILE_ROWS = [(64, 64, 32), (512, 512, 4)]
+
+
+def stage_profile(device, args) -> dict:
+    """Time per kernel (sort, forward merge, backward kernels) of one Triton forward + backward, from
+    ``torch.profiler``: where the time goes, for the next optimisation."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from tcsnn.functional.backends import triton_gpu as tg
+
+    rows_spec = SMOKE_ROWS if args.smoke else PROFILE_ROWS
+    batch = 1 if args.smoke else args.batch
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    result: dict = {"ok": True, "rows": []}
+    for cin, cout, side in rows_spec:
+        z, w, b = _inputs(batch, cin, side, cout, 3, True, None, torch.float32, device, seed=cin + cout)
+        z[~torch.isfinite(z)] = math.exp(3.0)
+        grad = torch.randn(batch, cout, side, side, device=device)
+
+        def step(z=z, w=w, b=b, grad=grad):
+            out, w_c = tg.conv_forward(z, w, b, 1, 1)
+            tg.conv_backward(z, w, b, 1, 1, out, w_c, grad)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        step()  # compiled already by the table; warm for the smoke run
+        with profile(activities=activities) as prof:
+            step()
+        key = "device_time_total" if device.type == "cuda" else "cpu_time_total"
+        events = [e for e in prof.key_averages() if getattr(e, key, 0) > 0]
+        events.sort(key=lambda e: getattr(e, key), reverse=True)
+        top = [{"name": e.key[:80], "calls": e.count, "ms": getattr(e, key) / 1e3} for e in events[:12]]
+        result["rows"].append({"layer": f"{cin} -> {cout} @ {side}x{side}", "batch": batch, "by": key, "top": top})
+        print(f"   {cin} -> {cout} @ {side}x{side}, batch {batch} ({key}):", flush=True)
+        for t in top:
+            print(f"     {t['ms']:9.3f} ms  x{t['calls']:<3} {t['name']}", flush=True)
+    return result
+
+
 def stage_train(device, args) -> dict:
     """PLACEHOLDER, to be filled by a later change: train SpikingVGG16 on CIFAR-10 on ``device`` for
     ``args.train_minutes`` minutes with the Triton backend and report images/s and the accuracy reached.
@@ -405,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     run_stage(report, "environment", lambda: stage_environment(device))
     run_stage(report, "exactness", lambda: stage_exactness(device, args.smoke))
     run_stage(report, "ratios", lambda: stage_ratios(device, args, report, start + args.budget_s))
+    run_stage(report, "profile", lambda: stage_profile(device, args))
     run_stage(report, "train", lambda: stage_train(device, args))
     report.data["total_seconds"] = round(time.perf_counter() - start, 1)
     report.flush()

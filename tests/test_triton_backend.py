@@ -274,4 +274,5 @@ def test_gpu_check_smoke(tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result["stages"]["exactness"]["ok"], result["stages"]["exactness"]
     assert result["stages"]["ratios"]["ok"] and result["stages"]["ratios"]["rows"]
+    assert result["stages"]["profile"]["ok"] and result["stages"]["profile"]["rows"][0]["top"]
     assert (tmp_path / "gpu_check.md").exists()
