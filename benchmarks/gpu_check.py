@@ -443,8 +443,11 @@ def stage_train(device, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
+    # read when the kernels are defined (first use of the backend): the interpreter for --smoke only
     if args.smoke:
-        os.environ["TRITON_INTERPRET"] = "1"  # before the kernels are defined (first use of the backend)
+        os.environ["TRITON_INTERPRET"] = "1"
+    else:
+        os.environ.pop("TRITON_INTERPRET", None)
     import torch
 
     device = torch.device("cpu" if args.smoke else "cuda")
