@@ -53,8 +53,9 @@ def _pixels(n: int) -> torch.Tensor:
 def _closed_form(model: SpikingNetwork, p: torch.Tensor) -> dict[str, torch.Tensor]:
     """Output of every spiking layer and pool, by module name, from the closed-form forward."""
     seen: dict[str, torch.Tensor] = {}
+    kinds = (SpikingConv2d, SpikingLinear, SpikingMaxPool2d)
     handles = [m.register_forward_hook(lambda _m, _i, o, n=n: seen.__setitem__(n, o.detach()))
-               for n, m in model.body.named_modules() if isinstance(m, (SpikingConv2d, SpikingLinear, SpikingMaxPool2d))]
+               for n, m in model.body.named_modules() if isinstance(m, kinds)]
     with torch.no_grad():
         seen["output"] = model(p)
     for h in handles:

@@ -100,8 +100,9 @@ def spiking_googlenet(
     inception 3a, 3b, pool, 4a-4e, pool, 5a, 5b (GoogLeNet's Table 1 channels at ``width=64``, scaled by
     ``width / 64``); global earliest-spike pool; spiking FC(num_classes).  Stride-2 pools use padding 1 (padded
     taps never spike) to give GoogLeNet's map sizes.  LRN dropped and average pooling replaced: see the module
-    docstring.  Initialised as the deep VGG (:data:`tcsnn.models.vgg.DEEP_INIT_MEAN_SUM`).  7.0M weights at the defaults (ImageNet, no auxiliary classifiers; 13.4M with them); torchvision's
-    6.6M differ by its 3 x 3 instead of 5 x 5 convolution in ``branch3``, we follow the paper.
+    docstring.  Initialised as the deep VGG (:data:`tcsnn.models.vgg.DEEP_INIT_MEAN_SUM`).  7.0M weights at the
+    defaults (ImageNet, no auxiliary classifiers; 13.4M with them); torchvision's 6.6M differ by its 3 x 3
+    instead of 5 x 5 convolution in ``branch3``: we follow the paper.
 
     Layer names: ``stem.0`` (conv1), ``stem.2``, ``stem.3``, ``inception_3a.branch2.1``, ..., ``classifier.0``.
     """
