@@ -4,7 +4,7 @@ Times one training step (forward, loss, backward; no optimiser step) of the spik
 backend and of its dense twin (``nn.Conv2d`` + ReLU, ``nn.MaxPool2d``, ``nn.Linear``), interleaved, minimum of
 ``--repeats``, on random CIFAR-sized images, and prints the machine load next to the numbers.
 
-    python benchmarks/bench_vgg_small.py [--batch 128] [--repeats 3] [--threads 2]
+    python benchmarks/bench_vgg_small.py [--batch 128] [--repeats 3] [--threads 2] [--width 64]
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--width", type=int, default=64, help="channels of the first block (default 64, the design)")
     args = p.parse_args()
     from tcsnn._threads import set_num_threads
 
     set_num_threads(args.threads)
     torch.manual_seed(0)
-    snn, dense = create_model("spiking_vgg_small"), dense_twin()
+    snn, dense = create_model("spiking_vgg_small", width=args.width), dense_twin(args.width)
     x, y = torch.rand(args.batch, 3, 32, 32), torch.randint(0, 10, (args.batch,))
 
     def step_snn() -> None:
@@ -64,7 +65,7 @@ def main() -> None:
             f()
             best[name] = min(best[name], time.perf_counter() - t0)
     n = sum(q.numel() for q in snn.parameters())
-    print(f"spiking_vgg_small: {n:,} weights; forward+backward per batch of {args.batch}: "
+    print(f"spiking_vgg_small(width={args.width}): {n:,} weights; forward+backward per batch of {args.batch}: "
           f"{best['snn']:.2f} s spiking vs {best['dense']:.3f} s dense ({best['snn'] / best['dense']:.0f}x); "
           f"{args.threads} threads, min of {args.repeats}; load average {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")
