@@ -69,3 +69,13 @@ def test_googlenet_auxiliary_classifiers_are_optional_and_train_only():
     assert torch.equal(model(p), out) and aux_outputs(model) == []
     plain = create_model("spiking_googlenet", **{**cfg, "aux_classifiers": False})
     assert not any(isinstance(m, AuxClassifier) for m in plain.modules())
+
+
+def test_eval_statistics_skip_auxiliary_heads_that_did_not_run():
+    from tcsnn.metrics import evaluate
+
+    cfg = {**smoke_config("spiking_googlenet"), "aux_classifiers": True, "image_size": 96}
+    model = create_model("spiking_googlenet", **cfg)
+    m = evaluate(model, torch.rand(2, 3, 96, 96), torch.tensor([0, 1]))
+    reported = set(m["spike_share_per_layer"])
+    assert "inception_3a.branch2.1" in reported and not any(k.startswith("aux_") for k in reported)
