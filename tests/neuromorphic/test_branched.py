@@ -133,3 +133,52 @@ def test_weight_noise_on_branches_is_restored():
             during = model(p)
         after = model(p)
     assert torch.equal(before, after) and not torch.equal(before, during)
+
+
+def _digits_inception(*, num_classes: int = 10, encoding: str = "inverted", alpha: float = 1.5) -> SpikingNetwork:
+    """A registered-style builder of a branched model for the 8x8 digits (no data folder needed)."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict(stem=nn.Sequential(SpikingConv2d(1, 4, 3, padding=1)))
+    layers["inception"] = InceptionBlock(4, 2, 2, 3, 1, 2, 2)
+    layers["pool"] = SpikingMaxPool2d(2)
+    layers["flatten"] = nn.Flatten()
+    layers["classifier"] = nn.Sequential(SpikingLinear(9 * 4 * 4, num_classes))
+    return SpikingNetwork(make_encoder(encoding, alpha), layers)
+
+
+def test_eval_and_simulate_commands_on_a_branched_checkpoint(tmp_path, monkeypatch, capsys):
+    import csv
+    import dataclasses
+    import json
+
+    from tcsnn._io import save_atomic
+    from tcsnn.cli import main
+    from tcsnn.data import load_arrays
+    from tcsnn.metrics import decide
+    from tcsnn.models import _MODELS
+    from tcsnn.train.config import TrainConfig
+
+    monkeypatch.setitem(_MODELS, "inception_digits", _digits_inception)
+    torch.manual_seed(4)
+    model = _digits_inception()
+    config = dataclasses.asdict(TrainConfig(model="inception_digits", dataset="digits"))
+    ckpt = tmp_path / "ckpt.pt"
+    save_atomic({"format": "tcsnn-checkpoint", "version": 2, "model": "inception_digits", "model_kwargs": {},
+                 "state_dict": model.state_dict(), "config": config, "epoch": 0}, ckpt)
+    assert main(["eval", "--checkpoint", str(ckpt), "--limit", "12", "--json", str(tmp_path / "m.json"),
+                 "--no-progress"]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert list(m["spike_share_per_layer"]) == [n for n, _ in spiking_layers(model)]
+    assert m["layer_names"]["inception.branch4.1"] == "conv7"  # branch4.0 is the pool
+    out = tmp_path / "sim"
+    assert main(["simulate", "--checkpoint", str(ckpt), "--data-root", str(tmp_path), "--limit", "12",
+                 "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    capsys.readouterr()
+    with open(out / "sim_images.csv") as f:
+        predicted = [int(row["prediction"]) for row in csv.DictReader(f)]
+    x, _ = load_arrays("digits", None, train=False)
+    closed = set_backend(model.double().eval(), "reference")
+    with torch.no_grad():
+        expected, _ = decide(closed(x[:12].double()))
+    assert predicted == expected.tolist()
+    summary = json.loads((out / "sim_summary.json").read_text())
+    assert ["inception.branch2.1", [3, 8, 8]] in summary["network"]["populations"]
