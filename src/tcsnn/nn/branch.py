@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from tcsnn.functional import spike as _sp
-from tcsnn.nn.layers import SpikingConv2d, SpikingMaxPool2d
+from tcsnn.nn.layers import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
 
 #: Prefix of the branch names inside :class:`SpikingBranches`.
 BRANCH = "branch"
@@ -97,6 +97,6 @@ def set_backend(model: nn.Module, backend: _sp.Backend) -> nn.Module:
     """Set the spike-time backend of every spiking layer and pool of ``model`` (in place); returns ``model``."""
     _sp._check_backend(backend)
     for m in model.modules():
-        if hasattr(m, "backend") and isinstance(m, nn.Module):
+        if isinstance(m, (SpikingConv2d, SpikingLinear, SpikingMaxPool2d)):
             m.backend = backend
     return model
