@@ -35,8 +35,8 @@ VGG_SMALL_CFG: tuple[LayerSpec, ...] = (
 
 #: Expected total input weight per neuron at initialisation (``init_spiking_weight_``'s ``mean_sum``).  The
 #: default 2 lets activity fade with depth (a neuron whose inputs partly stay silent sees less than 2): with 2,
-#: the 17 layers of SpikingVGG16 are silent from the 10th on at initialisation; with 4, >= 80 % of the neurons of
-#: every layer fire (measured on random images), so every layer gets gradient from the first step.
+#: the 17 layers of a narrow SpikingVGG16 are silent from the 10th on at initialisation; with 4, >= 80 % of the
+#: neurons of every layer of the full-width one fire (random images), so every layer gets gradient from the start.
 DEEP_INIT_MEAN_SUM = 4.0
 
 #: The channel count of a layer list is given at this width; ``width`` scales it.
