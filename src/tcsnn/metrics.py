@@ -92,7 +92,8 @@ def evaluate(
         "no_decision_rate": 1.0 - decided_n / max(n, 1),
         "mean_decision_time": t_sum / decided_n if decided_n else math.nan,
         "spike_share": spikes / max(neurons, 1),
-        "spike_share_per_layer": {k: c[0] / max(c[1], 1) for k, c in counts.items()},
+        # layers that did not run (a GoogLeNet auxiliary head in eval mode) have no neurons to report
+        "spike_share_per_layer": {k: c[0] / c[1] for k, c in counts.items() if c[1]},
         "layer_names": layer_labels(model),  # readable names (conv1, ..., out) of the keys above
         "spikes_per_image": spikes / max(n, 1),
         "energy_per_image_J": spikes / max(n, 1) * ENERGY_PER_SPIKE_J,

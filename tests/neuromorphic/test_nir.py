@@ -335,3 +335,59 @@ def test_cli_without_nir_says_how_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nir", None)
     assert main(["export-nir", "--checkpoint", str(ckpt), "--out", str(tmp_path / "x.nir")]) == 2
     assert "pip install 'tcsnn[nir]'" in capsys.readouterr().err
+
+
+# --- branched graphs ----------------------------------------------------------------------------------------
+
+def branched_model(seed: int = 5) -> nn.Sequential:
+    """conv -> two branches (concatenated) -> strided conv -> two branches -> flatten -> FC; no pooling."""
+    from tcsnn.nn import SpikingBranches, set_backend
+
+    torch.manual_seed(seed)
+    return set_backend(nn.Sequential(
+        SpikingConv2d(2, 3, 3, padding=1),
+        SpikingBranches(nn.Sequential(SpikingConv2d(3, 2, 1)),
+                        nn.Sequential(SpikingConv2d(3, 2, 1), SpikingConv2d(2, 2, 3, padding=1))),
+        SpikingConv2d(4, 3, 3, stride=2),
+        SpikingBranches(nn.Sequential(SpikingConv2d(3, 2, 1)), nn.Sequential(SpikingConv2d(3, 1, 1))),
+        nn.Flatten(), SpikingLinear(3 * 3 * 3, 5),
+    ).double(), "reference")
+
+
+def test_branched_graph_splits_the_reader_of_a_concatenation():
+    model = branched_model()
+    g = export_nir(model, input_shape=(2, 7, 7), bias="spike")
+    # the strided conv reads both branches of block 1: one weight node per branch, both into its synapse
+    assert ("1.branch1.0.neuron", "2.conv.0") in g.edges and ("1.branch2.1.neuron", "2.conv.1") in g.edges
+    assert ("2.conv.0", "2.synapse") in g.edges and ("2.conv.1", "2.synapse") in g.edges
+    np.testing.assert_array_equal(g.nodes["2.conv.0"].weight, model[2].weight.detach().numpy()[:, :2])
+    np.testing.assert_array_equal(g.nodes["2.conv.1"].weight, model[2].weight.detach().numpy()[:, 2:])
+    # flatten of a concatenation: one flatten per branch, the FC's columns split in the same blocks
+    assert list(g.nodes["4.flatten.0"].output_type["output"]) == [18]
+    assert list(g.nodes["4.flatten.1"].output_type["output"]) == [9]
+    np.testing.assert_array_equal(g.nodes["5.linear.1"].weight, model[5].weight.detach().numpy()[:, 18:])
+    with pytest.raises(ValueError, match="not a concatenation"):
+        export_nir(nn.Sequential(*list(model)[:4]), input_shape=(2, 7, 7))
+
+
+def test_exported_branched_graph_reproduces_spike_times():
+    """The closed-form forward of the branched model and the stepped NIR equations agree to O(DT)."""
+    model = branched_model()
+    p = torch.rand(3, 2, 7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    z = encode(p, **ENCODING)
+    with torch.no_grad():
+        t_ref = torch.log(model(z)).numpy()
+    fired = np.isfinite(t_ref)
+    assert 0.3 < fired.mean()  # enough outputs fire (and some stay silent) for the comparison to have teeth
+    g = export_nir(model, input_shape=(2, 7, 7), bias="spike")
+    t_nir, most_spikes = run_nir(g, torch.log(z).numpy(), t_end=float(t_ref[fired].max()) + 1.0)
+    assert most_spikes == 1
+    np.testing.assert_array_equal(np.isfinite(t_nir), fired)
+    assert np.abs(t_nir[fired] - t_ref[fired]).max() <= 5 * DT * 5
+
+
+def test_inception_block_with_its_pool_branch_is_refused_by_name():
+    from tcsnn.nn import InceptionBlock
+
+    with pytest.raises(ValueError, match=r"'0.branch4.0' \(SpikingMaxPool2d\).*no NIR node"):
+        export_nir(nn.Sequential(InceptionBlock(2, 1, 1, 1, 1, 1, 1)), input_shape=(2, 5, 5))

@@ -1,4 +1,5 @@
-"""``tcsnn eval``: accuracy, sparsity, energy and decision time of a checkpoint (:mod:`tcsnn.metrics`)."""
+"""``tcsnn eval``: accuracy, sparsity, energy and decision time of a checkpoint or a pretrained model
+(:mod:`tcsnn.metrics`, :mod:`tcsnn.pretrained`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from tcsnn.commands._options import add_threads_argument, apply_threads
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `tcsnn train`")
-    p.add_argument("--data-root", default=None, help="data folder (default: the one recorded in the checkpoint)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="checkpoint file written by `tcsnn train`")
+    which.add_argument("--pretrained", metavar="NAME",
+                       help="a model shipped with tcsnn, named after its recipe (e.g. mnist); see tcsnn.pretrained")
+    p.add_argument("--data-root", default=None,
+                   help="data folder (default: the one recorded in the checkpoint; needed with --pretrained)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test images")
     p.add_argument("--batch-size", type=int, default=500, help="test images per forward pass (default 500)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
@@ -25,9 +30,15 @@ def run_cli(args: argparse.Namespace) -> int:
     from tcsnn.train.checkpoint import load_model
 
     apply_threads(args.threads)
-    model, cfg = load_model(args.checkpoint)
-    root = args.data_root if args.data_root is not None else cfg.get("data_root")
-    x, y = load_arrays(cfg["dataset"], root, train=False)
+    if args.pretrained is not None:
+        from tcsnn.pretrained import load_pretrained, pretrained_entry
+
+        model, root = load_pretrained(args.pretrained), args.data_root
+        dataset = pretrained_entry(args.pretrained).dataset
+    else:
+        model, cfg = load_model(args.checkpoint)
+        dataset, root = cfg["dataset"], args.data_root if args.data_root is not None else cfg.get("data_root")
+    x, y = load_arrays(dataset, root, train=False)
     if args.limit is not None:
         if args.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")

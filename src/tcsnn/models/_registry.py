@@ -15,15 +15,33 @@ from typing import Any
 from torch import nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+#: Per model, the keyword overrides that make it tiny enough for a forward + backward test in seconds.
+_SMOKE: dict[str, dict[str, Any]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a builder under its function name (keyword-only arguments, each with a default)."""
+def register_model(
+    fn: Callable[..., nn.Module] | None = None, *, smoke: dict[str, Any] | None = None,
+) -> Any:
+    """Register a builder under its function name (keyword-only arguments, each with a default).
+
+    Use bare (``@register_model``) or with ``smoke={...}``: keyword overrides that shrink a large model (width,
+    image size) for the test that runs every registered model forward and backward (:func:`smoke_config`).
+    """
+    if fn is None:
+        return lambda f: _register(f, smoke or {})
+    return _register(fn, smoke or {})
+
+
+def _register(fn: Callable[..., nn.Module], smoke: dict[str, Any]) -> Callable[..., nn.Module]:
     params = inspect.signature(fn).parameters.values()
     bad = [p.name for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is p.empty]
     if bad:
         raise TypeError(f"model builder {fn.__name__}: arguments {bad} must be keyword-only with a default")
+    unknown = sorted(set(smoke) - {p.name for p in inspect.signature(fn).parameters.values()})
+    if unknown:
+        raise TypeError(f"model builder {fn.__name__}: smoke options {unknown} are not among its arguments")
     _MODELS[fn.__name__] = fn
+    _SMOKE[fn.__name__] = dict(smoke)
     return fn
 
 
@@ -41,6 +59,11 @@ def default_config(name: str) -> dict[str, Any]:
     """The builder's keyword defaults, e.g. ``{"in_channels": 1, "image_size": 28, "num_classes": 10,
     "encoding": "inverted", "alpha": 3.0}`` for ``scnn_mnist``."""
     return {p.name: p.default for p in inspect.signature(_builder(name)).parameters.values()}
+
+
+def smoke_config(name: str) -> dict[str, Any]:
+    """:func:`default_config` with the model's smoke overrides: a tiny instance for tests."""
+    return {**default_config(name), **_SMOKE.get(name, {})}
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

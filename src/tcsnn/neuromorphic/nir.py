@@ -8,6 +8,13 @@ Each spiking layer becomes three NIR nodes, the continuous-time form of paper eq
     -> ``IF`` with ``r = 1``, ``v_threshold = 1``: the non-leaky membrane :math:`\dot v = I`, spike at v = 1.
 
 ``torch.nn.Flatten`` becomes ``nir.Flatten`` (NIR shapes have no batch axis, so ``start_dim`` drops by one).
+
+*Branches* (:class:`tcsnn.nn.SpikingBranches`, concatenated along channels) have no NIR node of their own: NIR
+has no concatenation, but an edge list into one node sums its inputs.  A layer that reads a concatenation
+gets one weight node per branch (``"<i>.conv.0"``, ``"<i>.conv.1"``, ..., holding its weights for that
+branch's channels) all into its one LI synapse: the synapse receives exactly the weighted spikes of the
+concatenated input, so the mapping stays exact.  A flatten of a concatenation flattens each branch
+(``"<i>.flatten.0"``, ...), whose blocks are consecutive in the flattened vector.
 Max-pooling over spike times (:class:`tcsnn.nn.SpikingMaxPool2d`) has no NIR node and is refused.
 
 Two things NIR cannot say directly, and how they are mapped (also written into the graph's metadata):
@@ -174,10 +181,11 @@ def export_nir(
     encoding: dict[str, Any] | None = None,
     bias: BiasMapping = "spike",
 ) -> nir.NIRGraph:
-    """Build the NIR graph of a ``nn.Sequential`` of tcsnn layers (see the module docstring for the mapping).
+    """Build the NIR graph of a network of tcsnn layers (see the module docstring for the mapping).
 
     Args:
-        model: ``SpikingLinear``, ``SpikingConv2d`` and ``torch.nn.Flatten`` layers, in an ``nn.Sequential``.
+        model: ``SpikingLinear``, ``SpikingConv2d`` and ``torch.nn.Flatten`` layers, in ``nn.Sequential`` chains
+            and :class:`tcsnn.nn.SpikingBranches` (branches concatenated along channels).
         input_shape: shape of one sample without the batch axis: (C, H, W) for a convolutional first layer,
             (N,) for a fully-connected one.
         encoding: ``{"kind": "inverted" | "direct", "alpha": float}``, recorded in the metadata; None takes the
@@ -197,25 +205,33 @@ def export_nir(
     from torch import nn
 
     from tcsnn import __version__
-    from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d, SpikingNetwork, flat_layers
+    from tcsnn.models.googlenet import AuxClassifier
+    from tcsnn.nn import SpikingBranches, SpikingConv2d, SpikingLinear, SpikingMaxPool2d, SpikingNetwork, body_of
     from tcsnn.quant import effective_weights
 
     nir = _import_nir()
     _check_bias_mapping(bias)
     shape = _check_input_shape(input_shape)
-    layers = flat_layers(model)  # the body of a SpikingNetwork: spike values in
+    body = body_of(model)  # the body of a SpikingNetwork: spike values in
     if encoding is None and isinstance(model, SpikingNetwork):
         encoding = {"kind": model.encoder.kind, "alpha": model.encoder.alpha}
     enc = _encoding_metadata(encoding)
-    if not layers:
+    if not list(body.children()) and not isinstance(body, (SpikingLinear, SpikingConv2d)):
         raise ValueError("the model has no layers to export")
 
     nodes: dict[str, Any] = {
         "input": nir.Input(np.array(shape), metadata={"role": "input spikes, one per element at most", **enc})
     }
     edges: list[tuple[str, str]] = []
-    prev = "input"
-    for name, layer in layers:
+    # A tensor is a list of parts (NIR node, shape): one part, or the branches of a concatenation along the
+    # first axis.  NIR has no concatenation node; a layer reading several parts gets one weight node per part
+    # (its weights' slice for those channels / features), all into its one LI synapse, whose input is their sum.
+    Parts = list[tuple[str, tuple[int, ...]]]
+
+    def joint(parts: Parts) -> tuple[int, ...]:
+        return (sum(sh[0] for _, sh in parts), *parts[0][1][1:])
+
+    def leaf(name: str, layer: nn.Module, parts: Parts) -> Parts:
         kind = type(layer).__name__
         if isinstance(layer, SpikingMaxPool2d):
             raise ValueError(
@@ -223,25 +239,32 @@ def export_nir(
                 "has no NIR node; NIR's pooling nodes (SumPool2d, AvgPool2d) sum or average signals. "
                 "Export a model without max-pool layers."
             )
+        if isinstance(layer, (nn.Identity, AuxClassifier)):  # an auxiliary head is the identity in eval mode
+            return parts
         if isinstance(layer, nn.Flatten):
             if layer.start_dim == 0 or layer.end_dim == 0:
                 raise ValueError(f"layer {name!r} (Flatten) flattens the batch axis, which NIR shapes lack")
+            if len(parts) > 1 and (layer.start_dim != 1 or layer.end_dim != -1):
+                raise ValueError(f"layer {name!r} (Flatten): after a concatenation only Flatten(1, -1) is exportable")
             nir_start = layer.start_dim - 1 if layer.start_dim > 0 else layer.start_dim
             nir_end = layer.end_dim - 1 if layer.end_dim > 0 else layer.end_dim
-            node = nir.Flatten(
-                input_type={"input": np.array(shape)}, start_dim=nir_start, end_dim=nir_end,
-                metadata={"tcsnn_layer": name, "torch_dims": np.array([layer.start_dim, layer.end_dim])},
-            )
-            nodes[f"{name}.flatten"] = node
-            edges.append((prev, f"{name}.flatten"))
-            prev, shape = f"{name}.flatten", tuple(int(s) for s in node.output_type["output"])
-            continue
+            out: Parts = []
+            for i, (src, part_shape) in enumerate(parts):
+                node = nir.Flatten(
+                    input_type={"input": np.array(part_shape)}, start_dim=nir_start, end_dim=nir_end,
+                    metadata={"tcsnn_layer": name, "torch_dims": np.array([layer.start_dim, layer.end_dim])},
+                )
+                node_name = f"{name}.flatten" + (f".{i}" if len(parts) > 1 else "")
+                nodes[node_name] = node
+                edges.append((src, node_name))
+                out.append((node_name, tuple(int(s) for s in node.output_type["output"])))
+            return out
         if not isinstance(layer, (SpikingLinear, SpikingConv2d)):
             raise TypeError(
                 f"layer {name!r} ({kind}) has no NIR mapping; exportable layers are SpikingLinear, "
-                "SpikingConv2d and torch.nn.Flatten"
+                "SpikingConv2d and torch.nn.Flatten, in nn.Sequential chains and SpikingBranches"
             )
-
+        shape = joint(parts)
         w_eff, b_eff = effective_weights(layer)  # the weights the forward uses (quantised in QAT)
         w = _as_numpy(w_eff)
         b = _as_numpy(b_eff) if b_eff is not None else None
@@ -249,36 +272,44 @@ def export_nir(
         if b is not None:
             meta["bias_mapping"] = _BIAS_DOC[bias]
         bias_in_weight = b if bias == "current" else None
+        weight_nodes: list[tuple[str, Any]] = []
+        offsets = np.cumsum([0] + [sh[0] for _, sh in parts])
+        suffix = (lambda i: f".{i}") if len(parts) > 1 else (lambda i: "")
         if isinstance(layer, SpikingLinear):
-            if shape != (layer.in_features,):
+            if shape != (layer.in_features,) or any(len(sh) != 1 for _, sh in parts):
                 raise ValueError(f"layer {name!r} ({kind}) expects input shape ({layer.in_features},), "
                                  f"got {shape}")
             out_shape: tuple[int, ...] = (layer.out_features,)
-            if bias_in_weight is not None:
-                weight_name = f"{name}.affine"
-                weight_node = nir.Affine(weight=w, bias=bias_in_weight, metadata=meta)
-            else:
-                weight_name, weight_node = f"{name}.linear", nir.Linear(weight=w, metadata=meta)
+            for i in range(len(parts)):
+                wi = np.ascontiguousarray(w[:, offsets[i]:offsets[i + 1]])
+                if bias_in_weight is not None and i == 0:
+                    weight_nodes.append((f"{name}.affine{suffix(i)}",
+                                         nir.Affine(weight=wi, bias=bias_in_weight, metadata=meta)))
+                else:
+                    weight_nodes.append((f"{name}.linear{suffix(i)}", nir.Linear(weight=wi, metadata=meta)))
         else:
             if len(shape) != 3 or shape[0] != layer.in_channels:
                 raise ValueError(f"layer {name!r} ({kind}) expects input shape ({layer.in_channels}, H, W), "
                                  f"got {shape}")
             h, wd = shape[1:]
-            k, s, p = layer.kernel_size, layer.stride, layer._pad
-            h_out, w_out = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+            k, st, pd = layer.kernel_size, layer.stride, layer._pad
+            h_out, w_out = (h + 2 * pd - k) // st + 1, (wd + 2 * pd - k) // st + 1
             if h_out < 1 or w_out < 1:
                 raise ValueError(f"layer {name!r} ({kind}): input {shape} is smaller than the {k}x{k} kernel")
             out_shape = (layer.out_channels, h_out, w_out)
             meta["padding"] = "zero padding = padded taps never spike, as in tcsnn"
-            weight_name = f"{name}.conv"
-            weight_node = nir.Conv2d(
-                input_shape=(h, wd), weight=w, stride=s, padding=p, dilation=1, groups=1,
-                bias=bias_in_weight if bias_in_weight is not None else np.zeros(layer.out_channels, w.dtype),
-                metadata=meta,
-            )
+            for i in range(len(parts)):
+                with_bias = bias_in_weight is not None and i == 0
+                weight_nodes.append((f"{name}.conv{suffix(i)}", nir.Conv2d(
+                    input_shape=(h, wd), weight=np.ascontiguousarray(w[:, offsets[i]:offsets[i + 1]]), stride=st,
+                    padding=pd, dilation=1, groups=1,
+                    bias=bias_in_weight if with_bias else np.zeros(layer.out_channels, w.dtype), metadata=meta,
+                )))
         synapse, neuron = _neuron_nodes(nir, w, b, out_shape, name)
-        nodes.update({weight_name: weight_node, f"{name}.synapse": synapse, f"{name}.neuron": neuron})
-        edges += [(prev, weight_name), (weight_name, f"{name}.synapse")]
+        nodes.update({f"{name}.synapse": synapse, f"{name}.neuron": neuron})
+        for (src, _), (weight_name, weight_node) in zip(parts, weight_nodes, strict=True):
+            nodes[weight_name] = weight_node
+            edges.extend([(src, weight_name), (weight_name, f"{name}.synapse")])
         edges.append((f"{name}.synapse", f"{name}.neuron"))
 
         if b is not None and bias == "spike":
@@ -294,9 +325,26 @@ def export_nir(
                     dilation=1, groups=1, bias=np.zeros_like(b), metadata=bias_meta,
                 )
             nodes.update({f"{name}.t0": t0_node, f"{name}.bias": bias_node})
-            edges += [(f"{name}.t0", f"{name}.bias"), (f"{name}.bias", f"{name}.synapse")]
-        prev, shape = f"{name}.neuron", out_shape
+            edges.extend([(f"{name}.t0", f"{name}.bias"), (f"{name}.bias", f"{name}.synapse")])
+        return [(f"{name}.neuron", out_shape)]
 
+    def walk(prefix: str, m: nn.Module, parts: Parts) -> Parts:
+        if isinstance(m, nn.Sequential):
+            for child_name, child in m.named_children():
+                parts = walk(f"{prefix}.{child_name}" if prefix else child_name, child, parts)
+            return parts
+        if isinstance(m, SpikingBranches):
+            outs = [walk(f"{prefix}.{bn}", b, parts) for bn, b in m.branches()]
+            shapes = [joint(o) for o in outs]
+            if any(len(sh) != len(shapes[0]) or sh[1:] != shapes[0][1:] for sh in shapes):
+                raise ValueError(f"{prefix}: branch outputs {shapes} do not concatenate along channels")
+            return [part for o in outs for part in o]
+        return leaf(prefix or "0", m, parts)
+
+    parts = walk("", body, [("input", shape)])
+    if len(parts) != 1:
+        raise ValueError("the model must end with a spiking conv or linear layer, not a concatenation")
+    prev, shape = parts[0]
     nodes["output"] = nir.Output(
         np.array(shape), metadata={"role": "output spikes; the class is the earliest output spike"}
     )

@@ -13,7 +13,8 @@ ODE check (``simulate_neuron``, ``simulate_layer_ode``, ``simulate_conv2d_ode``)
     ``z = S / (W - 1)``.  Small shapes only: a Python loop per neuron.
 
 Event-driven engine (``compile_network``, ``simulate_events``, ``simulate_images``)
-    A whole trained network (spiking conv, linear, max-pool, flatten) as an asynchronous event
+    A whole trained network (spiking conv, linear, max-pool, flatten; branches concatenated along channels,
+    as in an inception block) as an asynchronous event
     simulation.  A priority queue holds spike events in time order (ties: deeper layer first, then lower
     index, as the closed form resolves them).  Delivering a spike at ``z_i`` with weight ``w`` updates
     the target's accumulators ``W += w``, ``S += w z_i`` and, when ``W > 1``, reschedules its tentative
@@ -316,31 +317,46 @@ def _conv_edges(
 
 
 def _pool_edges(
-    in_shape: tuple[int, ...], k: int, stride: int
+    in_shape: tuple[int, ...], k: int, stride: int, pad: int = 0
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    """Edges of a max-pool (no padding, floor mode): every input of a window -> the window's node."""
+    """Edges of a max-pool (floor mode): every real input of a window -> the window's node.
+
+    Taps in the padding are absent (they never spike), as in :class:`tcsnn.nn.SpikingMaxPool2d`.
+    """
     n_c, height, width = in_shape
-    h_out = (height - k) // stride + 1
-    w_out = (width - k) // stride + 1
+    h_out = (height + 2 * pad - k) // stride + 1
+    w_out = (width + 2 * pad - k) // stride + 1
     if h_out < 1 or w_out < 1:
         raise ValueError(f"max-pool window {k} does not fit the {height}x{width} input")
     c = np.arange(n_c)[:, None, None]
-    oy = np.arange(h_out)[None, :, None]
-    ox = np.arange(w_out)[None, None, :]
-    dst = (c * h_out + oy) * w_out + ox  # (C, H', W')
     src, dsts = [], []
     for ky in range(k):
+        oy = np.arange(h_out)
+        y = oy * stride - pad + ky
+        oy, y = oy[(y >= 0) & (y < height)], y[(y >= 0) & (y < height)]
         for kx in range(k):
-            src.append(((c * height + oy * stride + ky) * width + ox * stride + kx).ravel())
-            dsts.append(dst.ravel())
+            ox = np.arange(w_out)
+            x = ox * stride - pad + kx
+            ox, x = ox[(x >= 0) & (x < width)], x[(x >= 0) & (x < width)]
+            if oy.size == 0 or ox.size == 0:
+                continue
+            src.append(((c * height + y[None, :, None]) * width + x[None, None, :]).ravel())
+            dsts.append(((c * h_out + oy[None, :, None]) * w_out + ox[None, None, :]).ravel())
     return np.concatenate(src), np.concatenate(dsts), (n_c, h_out, w_out)
 
 
 def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwork:
-    """Turn a ``nn.Sequential`` of tcsnn layers (and ``nn.Flatten``) into an :class:`EventNetwork`.
+    """Turn a network of tcsnn layers into an :class:`EventNetwork`.
+
+    The graph may branch: ``nn.Sequential`` is a chain, :class:`tcsnn.nn.SpikingBranches` (e.g. an inception
+    block) runs its branches on the same input and concatenates their outputs along channels.  A
+    concatenation creates no nodes: the next layer's edges go to the branches' nodes directly.  Populations are
+    named by module path (``features.0``, ``inception_3a.branch2.1``) and laid out in forward (topological)
+    order, so "deeper first" on ties means "after in the graph first".
 
     Args:
-        model: spiking conv/linear/max-pool layers and ``nn.Flatten`` (nested ``Sequential`` is fine).
+        model: a :class:`tcsnn.nn.SpikingNetwork` (its body is compiled) or a module of spiking
+            conv/linear/max-pool layers, ``nn.Flatten``, branches, identities (auxiliary heads in eval).
         input_shape: per-image input shape, (C, H, W) for convolutional models or (N,) for linear ones.
 
     Raises:
@@ -349,28 +365,32 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
     import torch
     from torch import nn
 
-    from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d, flat_layers
+    from tcsnn.models.googlenet import AuxClassifier
+    from tcsnn.nn import SpikingBranches, SpikingConv2d, SpikingLinear, SpikingMaxPool2d, body_of, spiking_layers
     from tcsnn.quant import effective_weights
 
     shape = tuple(int(s) for s in input_shape)
     if not shape or min(shape) < 1:
         raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got {tuple(input_shape)}")
-    modules = [m for _, m in flat_layers(model)]  # the body of a SpikingNetwork: spike values in
-    has_bias = any(isinstance(m, (SpikingConv2d, SpikingLinear)) and m.bias is not None for m in modules)
+    body = body_of(model)
+    has_bias = any(m.bias is not None for _, m in spiking_layers(body))
     n_in = math.prod(shape)
     pops = [Population("input", SOURCE, 0, shape)]
     bias_node = n_in if has_bias else -1
     next_id = n_in + (1 if has_bias else 0)
-    cur_start, cur_shape = 0, shape  # the block of nodes the next layer reads, and its current view
-    src_all, dst_all, w_all = [], [], []
+    src_all: list[np.ndarray] = []
+    dst_all: list[np.ndarray] = []
+    w_all: list[np.ndarray] = []
 
-    for i, m in enumerate(modules):
-        name = f"{i}:{type(m).__name__}"
+    def layer(name: str, m: nn.Module, ids: np.ndarray, cur_shape: tuple[int, ...]) -> tuple[np.ndarray, tuple]:
+        """One leaf: ``ids`` are the node ids of its input (flattened C-order); returns its output's ids."""
+        nonlocal next_id
         if isinstance(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
                 raise ValueError(f"{name}: only nn.Flatten(start_dim=1, end_dim=-1) is supported")
-            cur_shape = (math.prod(cur_shape),)
-            continue
+            return ids, (math.prod(cur_shape),)
+        if isinstance(m, (nn.Identity, AuxClassifier)):  # an auxiliary head is the identity in eval mode
+            return ids, cur_shape
         if isinstance(m, SpikingConv2d):
             if len(cur_shape) != 3 or cur_shape[0] != m.in_channels:
                 raise ValueError(f"{name} expects ({m.in_channels}, H, W) input, got {cur_shape}")
@@ -392,19 +412,19 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
         elif isinstance(m, SpikingMaxPool2d):
             if len(cur_shape) != 3:
                 raise ValueError(f"{name} expects (C, H, W) input, got {cur_shape}")
-            s, d, out_shape = _pool_edges(cur_shape, int(m.kernel_size), int(m.stride))
+            s, d, out_shape = _pool_edges(cur_shape, int(m.kernel_size), int(m.stride), int(m.padding))
             wt = np.zeros(s.shape)
             kind = POOL
         else:
             raise ValueError(
-                f"{name} is not supported by the event simulation "
-                "(supported: SpikingConv2d, SpikingLinear, SpikingMaxPool2d, nn.Flatten)"
+                f"{name} ({type(m).__name__}) is not supported by the event simulation (supported: SpikingConv2d, "
+                "SpikingLinear, SpikingMaxPool2d, nn.Flatten, nn.Sequential, SpikingBranches)"
             )
         bias_eff = effective_weights(m)[1] if kind == NEURON else None
         if not np.isfinite(wt).all() or (bias_eff is not None and not torch.isfinite(bias_eff).all()):
             raise ValueError(f"{name}: weights or bias contain NaN or inf")
         pop = Population(name, kind, next_id, out_shape)
-        src_all.append(s + cur_start)
+        src_all.append(ids[s])
         dst_all.append(d + pop.start)
         w_all.append(wt)
         if bias_eff is not None:
@@ -414,9 +434,28 @@ def compile_network(model: nn.Module, input_shape: Sequence[int]) -> EventNetwor
             w_all.append(np.repeat(b, pop.size // b.size))
         pops.append(pop)
         next_id = pop.stop
-        cur_start, cur_shape = pop.start, out_shape
+        return np.arange(pop.start, pop.stop), out_shape
+
+    def walk(prefix: str, m: nn.Module, ids: np.ndarray, cur_shape: tuple[int, ...]) -> tuple[np.ndarray, tuple]:
+        if isinstance(m, nn.Sequential):
+            for child_name, child in m.named_children():
+                ids, cur_shape = walk(f"{prefix}.{child_name}" if prefix else child_name, child, ids, cur_shape)
+            return ids, cur_shape
+        if isinstance(m, SpikingBranches):
+            outs = [walk(f"{prefix}.{bn}", b, ids, cur_shape) for bn, b in m.branches()]
+            shapes = [o[1] for o in outs]
+            if any(len(sh) != 3 or sh[1:] != shapes[0][1:] for sh in shapes):
+                raise ValueError(f"{prefix}: branch outputs {shapes} do not concatenate along channels")
+            # (C, H, W) flattened channel-first: concatenating along channels concatenates the id blocks
+            return np.concatenate([o[0] for o in outs]), (sum(sh[0] for sh in shapes), *shapes[0][1:])
+        return layer(prefix or "0", m, ids, cur_shape)
+
+    out_ids, _ = walk("", body, np.arange(n_in), shape)
     if len(pops) == 1:
         raise ValueError("the model has no spiking layer")
+    last = pops[-1]
+    if last.kind != NEURON or not np.array_equal(out_ids, np.arange(last.start, last.stop)):
+        raise ValueError("the model must end with a spiking conv or linear layer (its neurons are the outputs)")
 
     n_nodes = next_id
     kind_arr = np.zeros(n_nodes, np.int8)  # inputs and bias: SOURCE

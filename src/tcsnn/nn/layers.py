@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tcsnn._constants import NO_SPIKE
 from tcsnn.functional import spike as _sp
 
 
@@ -96,16 +98,27 @@ class SpikingConv2d(_SpikingLayer):
 
 
 class SpikingMaxPool2d(nn.Module):
-    """Earliest spike (min z) of each window: max-pooling in time order."""
+    """Earliest spike (min z) of each window: max-pooling in time order.
 
-    def __init__(self, kernel_size: int, stride: int | None = None, *, backend: _sp.Backend = "auto") -> None:
+    ``padding`` adds taps that never spike (``NO_SPIKE``) around the map, so a window that overlaps the border
+    takes the earliest of its real inputs (GoogLeNet's stride-1 pooling branch keeps the map size this way).
+    """
+
+    def __init__(
+        self, kernel_size: int, stride: int | None = None, padding: int = 0, *, backend: _sp.Backend = "auto",
+    ) -> None:
         super().__init__()
         _sp._check_backend(backend)
+        if isinstance(padding, bool) or not isinstance(padding, int) or not 0 <= padding <= kernel_size // 2:
+            raise ValueError(f"padding must be an int in [0, kernel_size // 2], got {padding!r}")
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
-        self.backend = backend
+        self.padding, self.backend = padding, backend
 
     def forward(self, z: Tensor) -> Tensor:
+        if self.padding:  # padded taps never spike; every window keeps at least one real input
+            z = F.pad(z, (self.padding,) * 4, value=NO_SPIKE)
         return _sp.spike_max_pool2d(z, self.kernel_size, self.stride, backend=self.backend)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+        pad = f", padding={self.padding}" if self.padding else ""
+        return f"kernel_size={self.kernel_size}, stride={self.stride}{pad}"
