@@ -2,6 +2,11 @@
 
 Every module listed in ``COMMANDS`` exposes ``add_cli_arguments(parser)`` and ``run_cli(args) -> int`` and
 keeps heavy imports inside functions so that ``tcsnn --help`` starts fast.
+
+Exit status: 0 on success; 2 for a user error, printed as one line ``tcsnn COMMAND: error: ...`` (bad flags,
+unreadable or foreign files, a step that does not fit in memory, ...); 130 after Ctrl-C ("interrupted") and 143
+after SIGTERM ("terminated (SIGTERM)"), which is handled like Ctrl-C: interrupted saves remove their temp files and
+the files already written stay whole.
 """
 
 from __future__ import annotations
@@ -25,6 +30,88 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2, no traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: every ``finally`` and temp-file cleanup runs the same way."""
+
+
+#: exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM), as a shell reports a killed command
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+#: texts of torch / numpy allocation failures (CPU and CUDA)
+_ALLOC_FAILURES = ("DefaultCPUAllocator", "can't allocate memory", "not enough memory", "out of memory",
+                   "Unable to allocate")
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupt_of(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind ``exc``, if any.
+
+    A signal handled while a compiled (numba) function returns surfaces as ``SystemError: ... returned a result
+    with an exception set`` whose cause is the KeyboardInterrupt.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+def _describe(exc: BaseException) -> str | None:
+    """The one-line message for a user-facing error, or None for a bug (which keeps its traceback)."""
+    if isinstance(exc, (CLIError, ValueError, TypeError, FileNotFoundError, FloatingPointError)):
+        return _one_line(exc)
+    if isinstance(exc, MemoryError):
+        msg = _one_line(exc) if str(exc) else "out of memory"
+        return msg if "lower" in msg else f"{msg}; lower --batch-size or the model size"
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _ALLOC_FAILURES):
+        return (f"out of memory: {_one_line(exc).split(' (', 1)[0]}; lower --batch-size (or eval_batch_size, "
+                "or the model size)")
+    if isinstance(exc, OSError):
+        what = exc.strerror or _one_line(exc)
+        names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return f"{what}: {names}" if names else what
+    return None
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command with SIGTERM treated like Ctrl-C; errors become one line on stderr."""
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return int(args._run(args) or 0)
+    except BaseException as exc:  # KeyboardInterrupt and SystemError are mapped too, see _interrupt_of
+        interrupt = _interrupt_of(exc)
+        if interrupt is not None:
+            if isinstance(interrupt, Terminated):
+                print("terminated (SIGTERM)", file=sys.stderr)
+                return EXIT_TERMINATED
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        msg = _describe(exc) if isinstance(exc, Exception) else None
+        if msg is None:
+            raise
+        print(f"tcsnn {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,15 +142,4 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except CLIError as exc:
-        print(f"tcsnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, TypeError) as exc:
-        # Library errors are written for users; show the message, not a traceback.
-        print(f"tcsnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return _run_command(args)

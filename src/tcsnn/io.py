@@ -244,7 +244,7 @@ def read_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
         with open(path, "rb") as f:
             head = f.read(2)
         if head[:1] != b"\x80":  # neither torch's zip format nor a (legacy) pickle
-            raise ValueError(f"{path} is not a tcsnn {what}: not a file written by torch.save")
+            raise ValueError(f"{path} is not a readable tcsnn {what} (corrupt, or not a file written by torch.save)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

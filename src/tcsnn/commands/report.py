@@ -16,7 +16,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     rows = read_metrics(args.run_dir)
     png = Path(args.png) if args.png else Path(args.run_dir) / "curves.png"
-    plot_curves(rows, png)
+    png = plot_curves(rows, png)  # the file written: .png is added to a name without a suffix
     print(markdown_table(rows))
     print(f"\nwrote {png}")
     return 0

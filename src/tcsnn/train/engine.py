@@ -80,9 +80,9 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from tcsnn.io import write_json
+
+    write_json(path, obj, default=str)
 
 
 def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -135,6 +135,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     from tcsnn.data.transforms import random_shift
     from tcsnn.functional import encode
     from tcsnn.functional.loss import classification_loss, distillation_loss, l2_penalty, weight_sum_penalty
+    from tcsnn.io import append_text, write_text
     from tcsnn.metrics import count_spikes, decide, evaluate, format_metrics
     from tcsnn.train.ema import WeightAverage
 
@@ -169,7 +170,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         if metrics_path.exists():
             lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
             kept = [ln for ln in lines if json.loads(ln)["epoch"] < start_epoch]
-            metrics_path.write_text("".join(ln + "\n" for ln in kept))
+            write_text(metrics_path, "".join(ln + "\n" for ln in kept))
             last = json.loads(kept[-1]) if kept else {}
         print(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
         if saved.epochs != cfg.epochs and start_epoch < cfg.epochs:
@@ -263,8 +264,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             "train_time_s": train_time,
             "epoch_time_s": time.time() - t0,
         }
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(last) + "\n")
+        append_text(metrics_path, json.dumps(last) + "\n")
         ckpt_out = {"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": cfg.model_kwargs,
                     "state_dict": shipped.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                     "config": dataclasses.asdict(cfg)}

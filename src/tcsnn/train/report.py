@@ -45,11 +45,14 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> None:
+def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write the curves to ``path`` (``.png`` added when it has no suffix); returns the path written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from tcsnn.io import save_figure
 
     epochs = [m["epoch"] + 1 for m in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -62,5 +65,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> None:
     ax2.set(xlabel="epoch", ylabel="neurons that spike (%)", title="spiking share (test)")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        return save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
