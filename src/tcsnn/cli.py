@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 
 #: command name -> (module, one-line help)
@@ -77,8 +79,9 @@ def _describe(exc: BaseException) -> str | None:
         msg = _one_line(exc) if str(exc) else "out of memory"
         return msg if "lower" in msg else f"{msg}; lower --batch-size or the model size"
     if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _ALLOC_FAILURES):
-        return (f"out of memory: {_one_line(exc).split(' (', 1)[0]}; lower --batch-size (or eval_batch_size, "
-                "or the model size)")
+        asked = re.search(r"allocate (\d+) bytes", str(exc))
+        what = f"an allocation of {int(asked[1]) / 2**30:.1f} GiB failed" if asked else _one_line(exc)
+        return f"out of memory: {what}; lower --batch-size, eval_batch_size or the model size"
     if isinstance(exc, OSError):
         what = exc.strerror or _one_line(exc)
         names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
@@ -142,4 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
-    return _run_command(args)
+    code = _run_command(args)
+    if argv is None and code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # The command has unwound (temp files removed, files closed).  Leave without the interpreter's shutdown:
+        # after an interrupt inside a half-done import or a numba kernel it can raise again or crash.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -199,6 +199,7 @@ def save_figure(fig: Any, path: str | Path, **savefig: Any) -> Path:
     Returns the path written (with the added suffix), so that callers print the file that exists.
     """
     path = Path(path)
+    _check_target(path)
     if not path.suffix:
         path = path.with_name(path.name + ".png")
     fmt = path.suffix.lstrip(".").lower()
