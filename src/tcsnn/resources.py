@@ -72,7 +72,8 @@ def _elements_per_image(model: nn.Module, input_shape: tuple[int, ...], dtype: t
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.full((1, *input_shape), 2.0, dtype=dtype))  # any valid spike values: only shapes count
+            probe_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), dtype)
+            model(torch.full((1, *input_shape), 2.0, dtype=probe_dtype))  # any valid spike values: shapes count
     finally:
         model.train(was_training)
         for h in handles:
@@ -90,9 +91,13 @@ def step_memory(model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
     return int(batch_size * per_image * itemsize * factor + params * itemsize * copies)
 
 
+def _size(n: int) -> str:
+    return f"{n / _GIB:.1f} GiB" if n >= _GIB / 10 else f"{n / (1 << 20):.1f} MiB"
+
+
 def _refuse(what: str, need: int, avail: int, lower: str) -> None:
-    raise MemoryError(f"{what} needs about {need / _GIB:.1f} GiB (estimated), more than the "
-                      f"{avail / _GIB:.1f} GiB of memory available; lower {lower}")
+    raise MemoryError(f"{what} needs about {_size(need)} (estimated), more than the {_size(avail)} of memory "
+                      f"available; lower {lower}")
 
 
 def check_inference_memory(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, dtype: torch.dtype, *,
