@@ -115,21 +115,6 @@ def test_a_step_that_cannot_fit_is_refused_with_what_to_lower(files, monkeypatch
     assert "lower --batch-size" in capsys.readouterr().err
 
 
-def test_the_memory_estimate_scales_with_the_batch_and_grows_for_training():
-    from tcsnn.models import create_model
-    from tcsnn.resources import step_memory
-
-    model = create_model("scnn_tiny", image_size=8, channels=4)
-    b1, b2, b3 = (step_memory(model, (1, 8, 8), b, torch.float32, train=False) for b in (1000, 2000, 3000))
-    assert b2 > b1 > 0 and abs((b3 - b2) - (b2 - b1)) <= 1  # linear in the batch, plus the weights once
-    # per image: input 64 + conv 4x8x8 + pool 4x4x4 + flatten 64 + out 10 elements, float32, EVAL_FACTOR
-    from tcsnn.resources import EVAL_FACTOR
-
-    assert (b2 - b1) / 1000 == pytest.approx((64 + 256 + 64 + 64 + 10) * 4 * EVAL_FACTOR)
-    assert step_memory(model, (1, 8, 8), 1000, torch.float32, train=True) > b1
-    assert step_memory(model, (1, 8, 8), 1000, torch.float64, train=False) > 1.9 * b1
-
-
 def test_quantised_exports_work_wherever_a_checkpoint_does(files, tmp_path, capsys):
     out = tmp_path / "rob"
     assert main(["robustness", "--checkpoint", str(files["run"]), "--out", str(out), "--bits", "4", "--snr", "",
