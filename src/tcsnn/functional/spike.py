@@ -61,8 +61,8 @@ def check_spike_input(z: Tensor, name: str = "input") -> None:
     if not isinstance(z, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of spike values z = exp(t), got {type(z).__name__}")
     if z.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be float32 or float64 (the spike-time op is not implemented in lower "
-                        f"precision), got {z.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor, float32 or float64 (the spike-time op is not "
+                        f"implemented in lower precision), got {z.dtype}")
     if torch.isnan(z).any():
         raise ValueError(f"{name} contains NaN; spike values are z = exp(t) > 0, or NO_SPIKE (+inf)")
     if (z <= 0).any():
