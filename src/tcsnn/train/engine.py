@@ -94,6 +94,9 @@ def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x_tr, y_tr = x_tr[: cfg.train_limit], y_tr[: cfg.train_limit]
     if cfg.test_limit is not None:
         x_te, y_te = x_te[: cfg.test_limit], y_te[: cfg.test_limit]
+    for split, x in (("training", x_tr), ("test", x_te)):
+        if x.shape[0] == 0:  # evaluating nothing would report 0 % accuracy without a word
+            raise ValueError(f"the {cfg.dataset} {split} split in {cfg.data_root} holds no images")
     return x_tr, y_tr, x_te, y_te
 
 
