@@ -203,3 +203,25 @@ def test_train_config_field_types_are_named():
             TrainConfig(**kw)
     ok = TrainConfig(lr=1, train_limit=5, test_limit=None)  # an int where a float is expected is fine
     assert dataclasses.asdict(ok)["lr"] == 1
+
+
+def test_resume_accepts_the_same_data_folder_spelled_relative(files, tmp_path, monkeypatch):
+    """Runs of older versions stored data_root as typed; --resume with the same folder is not a change."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(files["run"], run)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["config"]["data_root"] = "data"  # as an older tcsnn stored it
+    torch.save(ckpt, run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "--out", "run", "--epochs", "2", "--data-root", str(tmp_path / "data"),
+                 "--no-progress"]) == 0
+    assert main(["train", "--resume", "--out", "run", "--epochs", "3", "--data-root", "elsewhere",
+                 "--no-progress"]) == 2
+
+
+def test_report_prints_the_file_it_wrote(files, tmp_path, capsys):
+    assert main(["report", str(files["run"]), "--png", str(tmp_path / "curves")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"wrote {tmp_path / 'curves.png'}")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -82,6 +82,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return get_recipe(args.recipe or "digits", **overrides)
 
 
+def _same_value(field: str, a: Any, b: Any) -> bool:
+    """Equal config values; data folders compare resolved (older runs stored them relative to the shell)."""
+    if field == "data_root" and isinstance(a, str) and isinstance(b, str):
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return bool(a == b)
+
+
 def _check_out_and_memory(cfg: TrainConfig, out: Path) -> None:
     """Refuse an --out that is a file and a step that cannot fit in memory; drop temp files of killed saves."""
     import torch
@@ -122,7 +129,7 @@ def run_cli(args: argparse.Namespace) -> int:
         asked = config_from_args(args)
         for f in ("data_root", "batch_size", "seed", "loss", "quant_bits", "train_limit", "test_limit"):
             flag = getattr(args, f, None)
-            if flag is not None and getattr(asked, f) != getattr(cfg, f):
+            if flag is not None and not _same_value(f, getattr(asked, f), getattr(cfg, f)):
                 raise ValueError(f"--resume: {f} is {getattr(cfg, f)!r} in this run; it cannot change to {flag!r}")
     else:
         cfg = config_from_args(args)
