@@ -299,7 +299,8 @@ def run_sweep(
 
     ``settings`` identifies the experiment (checkpoint hash, data, limit, draws, seed, layers); rows of an
     existing ``robustness.json`` with equal settings are kept and not recomputed, different settings raise
-    ValueError.  ``source`` (the checkpoint path; the CLI gives it relative to ``out_dir``) is recorded but not compared.  Returns the JSON document.
+    ValueError.  ``source`` (the checkpoint path; the CLI gives it relative to ``out_dir``) is recorded but not
+    compared.  Returns the JSON document.
     """
     from tqdm.auto import tqdm
 
