@@ -75,6 +75,8 @@ CASES = [
     (["export-nir", "--checkpoint", "{ckpt}", "--out", "{dir}"], "is a folder"),
     (["train", "--set", "model=sfc", "--set", 'model_kwargs={{"in_features": 64, "hidden": [100000000000]}}',
       "--out", "{out}"], "out of memory"),
+    (["train", "--set", "model=sfc", "--set", 'model_kwargs={{"in_features": 64, "hidden": [1e9]}}',
+      "--out", "{out}"], "model_kwargs {{'in_features': 64, 'hidden': [1000000000.0]}} do not fit model 'sfc'"),
     # noisy, empty or misleading before
     (["eval", "--checkpoint", "{text}"], "not a readable tcsnn checkpoint"),
     (["eval", "--checkpoint", "{empty}"], "is empty (0 bytes)"),

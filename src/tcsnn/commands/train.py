@@ -108,7 +108,11 @@ def _check_out_and_memory(cfg: TrainConfig, out: Path) -> None:
     info = dataset_info(cfg.dataset)
     n_train = min(info.num_train, cfg.train_limit or info.num_train)
     n_test = min(info.num_test, cfg.test_limit or info.num_test)
-    check_train_memory(build_model(cfg), info.shape, min(cfg.batch_size, n_train),
+    try:
+        model = build_model(cfg)
+    except TypeError as exc:  # e.g. hidden=[1e9]: a float where the builder needs an integer
+        raise ValueError(f"bad config: model_kwargs {cfg.model_kwargs} do not fit model {cfg.model!r}: {exc}") from exc
+    check_train_memory(model, info.shape, min(cfg.batch_size, n_train),
                        min(cfg.eval_batch_size, n_test), getattr(torch, cfg.dtype))
 
 
