@@ -227,3 +227,25 @@ def test_report_prints_the_file_it_wrote(files, tmp_path, capsys):
     assert main(["report", str(files["run"]), "--png", str(tmp_path / "curves")]) == 0
     assert capsys.readouterr().out.rstrip().endswith(f"wrote {tmp_path / 'curves.png'}")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_signal_inside_numba_code_is_delivered_again_once_numba_is_done(monkeypatch):
+    """An exception raised inside numba's own Python code (kernel loading, constants unpickled on a kernel's first
+    call) can crash the process; there the handler re-sends the signal instead of raising."""
+    import types
+
+    import tcsnn.cli as cli
+
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    ours = types.SimpleNamespace(f_globals={"__name__": "tcsnn.functional.spike"}, f_back=None)
+    numba_code = types.SimpleNamespace(f_globals={"__name__": "numba.core.serialize"}, f_back=ours)
+    cli._on_signal(signal.SIGINT, numba_code)  # no exception now ...
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGINT)]  # ... the signal comes again
+    with pytest.raises(KeyboardInterrupt):
+        cli._on_signal(signal.SIGINT, ours)
+    with pytest.raises(cli.Terminated):
+        cli._on_signal(signal.SIGTERM, ours)

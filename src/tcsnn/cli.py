@@ -6,7 +6,8 @@ keeps heavy imports inside functions so that ``tcsnn --help`` starts fast.
 Exit status: 0 on success; 2 for a user error, printed as one line ``tcsnn COMMAND: error: ...`` (bad flags,
 unreadable or foreign files, a step that does not fit in memory, ...); 130 after Ctrl-C ("interrupted") and 143
 after SIGTERM ("terminated (SIGTERM)"), which is handled like Ctrl-C: interrupted saves remove their temp files and
-the files already written stay whole.
+the files already written stay whole.  A signal that lands in numba's own Python code (loading a kernel, its first
+call) is delivered again a moment later: an exception raised there can crash the process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import argparse
 import importlib
 import os
 import re
+import signal
 import sys
+from typing import Any
 
 #: command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,13 +44,32 @@ class Terminated(KeyboardInterrupt):
 #: exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM), as a shell reports a killed command
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+#: delay before a signal that arrived inside numba's compiler is delivered again (seconds)
+_RESEND_S = 0.05
 #: texts of torch / numpy allocation failures (CPU and CUDA)
 _ALLOC_FAILURES = ("DefaultCPUAllocator", "can't allocate memory", "not enough memory", "out of memory",
                    "Unable to allocate")
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+def _inside_numba(frame: Any) -> bool:
+    """Whether the interrupted Python code is numba's own: compiling, loading a cached kernel, unpickling a
+    kernel's constants on its first call, starting its thread pool."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith("numba"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """Ctrl-C / SIGTERM as an exception, except inside numba's own Python code: an exception raised there can
+    crash the process (SIGSEGV), so the signal is sent again a moment later, until numba is done."""
+    if _inside_numba(frame):
+        import threading
+
+        threading.Timer(_RESEND_S, os.kill, (os.getpid(), signum)).start()
+        return
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _interrupt_of(exc: BaseException) -> KeyboardInterrupt | None:
@@ -91,12 +113,13 @@ def _describe(exc: BaseException) -> str | None:
 
 def _run_command(args: argparse.Namespace) -> int:
     """Run the chosen command with SIGTERM treated like Ctrl-C; errors become one line on stderr."""
-    import signal
     import threading
 
-    previous = None
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # e.g. SIGINT in a background job stays ignored
+                previous[sig] = signal.signal(sig, _on_signal)
     try:
         return int(args._run(args) or 0)
     except BaseException as exc:  # KeyboardInterrupt and SystemError are mapped too, see _interrupt_of
@@ -113,8 +136,8 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"tcsnn {args.command}: error: {msg}", file=sys.stderr)
         return 2
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
