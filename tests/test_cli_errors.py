@@ -249,3 +249,27 @@ def test_a_signal_inside_numba_code_is_delivered_again_once_numba_is_done(monkey
         cli._on_signal(signal.SIGINT, ours)
     with pytest.raises(cli.Terminated):
         cli._on_signal(signal.SIGTERM, ours)
+
+
+def test_a_relative_data_folder_of_an_older_run_is_found_from_the_run(files, tmp_path, monkeypatch, capsys):
+    """<project>/runs/r/checkpoint.pt recorded "data/mnist" (relative to <project>); eval runs from elsewhere."""
+    import shutil
+
+    project = tmp_path / "project"
+    _write_idx(project / "data" / "mnist", 3)
+    run = project / "runs" / "r"
+    shutil.copytree(files["run"], run)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["config"].update(dataset="mnist", data_root="data/mnist")
+    ckpt["model_kwargs"] = {"in_features": 784, "hidden": [8]}
+    ckpt["state_dict"] = create_sfc_784().state_dict()
+    torch.save(ckpt, run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--checkpoint", str(run), "--no-progress"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def create_sfc_784():
+    from tcsnn.models import create_model
+
+    return create_model("sfc", in_features=784, hidden=[8])

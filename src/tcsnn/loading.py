@@ -21,6 +21,8 @@ __all__ = ["CHECKPOINT_NAME", "Trained", "load_test_split", "load_trained", "res
 
 #: The checkpoint file name inside a run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: How many folders above a checkpoint a relative data folder of an older run is looked up from.
+_RELATIVE_ROOT_LEVELS = 4
 
 
 @dataclass
@@ -74,6 +76,18 @@ def load_trained(path: str | Path) -> Trained:
                    model_kwargs=dict(head["model_kwargs"]))
 
 
+def _recorded_root(root: Any, checkpoint: Any) -> Any:
+    """The data folder a run recorded.  Older versions stored it as typed, relative to the shell that trained:
+    when it is not found from the working directory, it is looked up from the folders above the checkpoint
+    (a run folder usually sits in ``<project>/runs/``)."""
+    if not isinstance(root, str) or Path(root).is_absolute() or Path(root).exists() or checkpoint is None:
+        return root
+    for base in list(Path(checkpoint).resolve().parents)[:_RELATIVE_ROOT_LEVELS]:
+        if (base / root).is_dir():
+            return str(base / root)
+    return root
+
+
 def load_test_split(
     config: dict[str, Any], data_root: str | Path | None = None, limit: int | None = None, *, where: Any = None,
 ) -> tuple[Tensor, Tensor]:
@@ -89,7 +103,7 @@ def load_test_split(
     for key in ("dataset", "encoding", "alpha"):
         if key not in config:
             raise ValueError(f"{where or 'the model'}: its run config has no {key!r}; cannot rebuild the test inputs")
-    root = data_root if data_root is not None else config.get("data_root")
+    root = data_root if data_root is not None else _recorded_root(config.get("data_root"), where)
     x, y = load_arrays(config["dataset"], root, train=False)
     if x.shape[0] == 0:
         raise ValueError(f"the {config['dataset']} test split in {root} holds no images")
