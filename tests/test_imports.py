@@ -104,7 +104,7 @@ def test_graph_sees_imports_inside_functions():
     graph = import_graph()
     # tcsnn.commands.eval imports tcsnn.metrics only inside run_cli
     assert "tcsnn.metrics" in graph["tcsnn.commands.eval"]
-    assert "tcsnn.train.checkpoint" in graph["tcsnn.commands.eval"]
+    assert "tcsnn.loading" in graph["tcsnn.commands.eval"]
 
 
 def test_find_cycle_finds_a_planted_cycle():

@@ -52,7 +52,6 @@ from torch import Tensor, nn
 
 from tcsnn.nn.introspect import raw_parameter
 from tcsnn.quant import (
-    QUANT_FORMAT,
     check_bits,
     check_grid,
     check_scale,
@@ -261,9 +260,9 @@ def _row_key(kind: str, value: float | int | None) -> tuple[str, float | None]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    from tcsnn.io import write_json
+
+    write_json(path, obj)
 
 
 def _sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -299,7 +298,8 @@ def run_sweep(
 
     ``settings`` identifies the experiment (checkpoint hash, data, limit, draws, seed, layers); rows of an
     existing ``robustness.json`` with equal settings are kept and not recomputed, different settings raise
-    ValueError.  ``source`` (the checkpoint path) is recorded but not compared.  Returns the JSON document.
+    ValueError.  ``source`` (the checkpoint path; the CLI gives it relative to ``out_dir``) is recorded but not
+    compared.  Returns the JSON document.
     """
     from tqdm.auto import tqdm
 
@@ -311,8 +311,9 @@ def run_sweep(
     check_grid(grid)
     if layers is not None:
         select_layers(model, layers)  # unknown names fail before any work
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from tcsnn.io import ensure_folder
+
+    out_dir = ensure_folder(out_dir)
     path = out_dir / "robustness.json"
     doc: dict[str, Any] = {"format": ROBUSTNESS_FORMAT, "version": ROBUSTNESS_VERSION, "source": source,
                            "settings": settings, "rows": []}
@@ -365,16 +366,9 @@ def run_sweep(
 
 
 def write_csv(doc: dict[str, Any], path: str | Path) -> None:
-    import csv
+    from tcsnn.io import write_csv as write_csv_file
 
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_COLUMNS)
-        for r in doc["rows"]:
-            w.writerow(["" if r[c] is None else r[c] for c in CSV_COLUMNS])
-    tmp.replace(path)
+    write_csv_file(path, CSV_COLUMNS, (["" if r[c] is None else r[c] for c in CSV_COLUMNS] for r in doc["rows"]))
 
 
 #: How plot titles name the data sets.
@@ -401,6 +395,8 @@ def plot_sweeps(doc: dict[str, Any], out_dir: str | Path, *, title: str | None =
     """
     from matplotlib.figure import Figure
 
+    from tcsnn.io import save_figure
+
     out_dir = Path(out_dir)
     title = sweep_title(doc) if title is None else title
     base = [r for r in doc["rows"] if r["kind"] == "baseline"]
@@ -425,8 +421,7 @@ def plot_sweeps(doc: dict[str, Any], out_dir: str | Path, *, title: str | None =
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
-        path = out_dir / f"accuracy_vs_{kind}.png"
-        fig.savefig(path, dpi=120)
+        path = save_figure(fig, out_dir / f"accuracy_vs_{kind}.png", dpi=120)
         written.append(path)
     return written
 
@@ -444,15 +439,9 @@ def format_table(doc: dict[str, Any]) -> str:
 
 
 def load_any(path: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """A training checkpoint or a quantised export -> ``(model, run config, {model, model_kwargs})``."""
-    from tcsnn._io import read_torch_file
-    from tcsnn.quant.export import load_quantized_model
-    from tcsnn.train.checkpoint import load_checkpoint, load_model
+    """A training checkpoint (or its run folder) or a quantised export -> ``(model, run config, {model,
+    model_kwargs})``; see :func:`tcsnn.loading.load_trained`."""
+    from tcsnn.loading import load_trained
 
-    head = read_torch_file(path)
-    if isinstance(head, dict) and head.get("format") == QUANT_FORMAT:
-        model, config = load_quantized_model(path)
-    else:
-        model, config = load_model(path)  # validates the checkpoint format
-        head = load_checkpoint(path)  # upgraded: today's model_kwargs (encoding included)
-    return model, config, {"model": head["model"], "model_kwargs": head["model_kwargs"]}
+    trained = load_trained(path)
+    return trained.model, trained.config, {"model": trained.model_name, "model_kwargs": trained.model_kwargs}

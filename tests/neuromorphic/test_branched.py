@@ -150,7 +150,7 @@ def test_eval_and_simulate_commands_on_a_branched_checkpoint(tmp_path, monkeypat
     import dataclasses
     import json
 
-    from tcsnn._io import save_atomic
+    from tcsnn.train.checkpoint import save_atomic
     from tcsnn.cli import main
     from tcsnn.data import load_arrays
     from tcsnn.metrics import decide

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tcsnn.commands._options import add_threads_argument, apply_threads
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="checkpoint file written by `tcsnn train`")
+    which.add_argument("--checkpoint",
+                       help="checkpoint file or run folder of `tcsnn train`, or a quantised export of `tcsnn robustness`")
     which.add_argument("--pretrained", metavar="NAME",
                        help="a model shipped with tcsnn, named after its recipe (e.g. mnist); see tcsnn.pretrained")
     p.add_argument("--data-root", default=None,
@@ -23,29 +25,29 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    import json
-
-    from tcsnn.data import load_arrays
+    from tcsnn.io import write_json
+    from tcsnn.loading import load_test_split, load_trained
     from tcsnn.metrics import evaluate, format_metrics
-    from tcsnn.train.checkpoint import load_model
+    from tcsnn.resources import check_inference_memory
 
     apply_threads(args.threads)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.json is not None and Path(args.json).is_dir():
+        raise ValueError(f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'metrics.json'}")
     if args.pretrained is not None:
         from tcsnn.pretrained import load_pretrained, pretrained_entry
 
-        model, root = load_pretrained(args.pretrained), args.data_root
-        dataset = pretrained_entry(args.pretrained).dataset
+        model, where = load_pretrained(args.pretrained), f"pretrained model {args.pretrained!r}"
+        cfg = {"dataset": pretrained_entry(args.pretrained).dataset}
     else:
-        model, cfg = load_model(args.checkpoint)
-        dataset, root = cfg["dataset"], args.data_root if args.data_root is not None else cfg.get("data_root")
-    x, y = load_arrays(dataset, root, train=False)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {args.limit}")
-        x, y = x[: args.limit], y[: args.limit]
+        trained = load_trained(args.checkpoint)
+        model, cfg, where = trained.model, trained.config, trained.path
+    x, y = load_test_split(cfg, args.data_root, args.limit, where=where)
+    dtype = next(model.parameters()).dtype
+    check_inference_memory(model, tuple(x.shape[1:]), min(args.batch_size, x.shape[0]), dtype, flag="--batch-size")
     m = evaluate(model, x, y, batch_size=args.batch_size, progress=not args.no_progress)
     print(format_metrics(m))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(m, f, indent=2)
+        write_json(args.json, m)
     return 0

@@ -6,12 +6,14 @@ The library part is :mod:`tcsnn.neuromorphic.nir`.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tcsnn.neuromorphic.nir import BIAS_MAPPINGS  # numpy only: no torch at parser time
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `tcsnn train`")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint file or run folder of `tcsnn train`, or a quantised export")
     p.add_argument("--out", required=True, help="NIR file to write (HDF5, e.g. model.nir)")
     p.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
                    help="one sample's shape without the batch axis, e.g. 1 28 28 "
@@ -23,20 +25,22 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from tcsnn.cli import CLIError
+    from tcsnn.loading import load_trained
     from tcsnn.neuromorphic.nir import _import_nir, infer_input_shape, write_nir
     from tcsnn.nn import spiking_layers
-    from tcsnn.train.checkpoint import load_checkpoint, load_model
 
     try:
         _import_nir()
     except ModuleNotFoundError as exc:
         raise CLIError(str(exc)) from exc
-    model, config = load_model(args.checkpoint)
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give a file name, e.g. {Path(args.out) / 'model.nir'}")
+    trained = load_trained(args.checkpoint)
+    model, config = trained.model, trained.config
     if args.input_shape is not None:
         shape = tuple(args.input_shape)
     else:
-        ckpt = load_checkpoint(args.checkpoint)
-        shape = infer_input_shape(model, ckpt["model"], ckpt["model_kwargs"])
+        shape = infer_input_shape(model, trained.model_name, trained.model_kwargs)
     graph = write_nir(model, args.out, input_shape=shape, bias=args.bias)  # the encoding: the model's encoder
     print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, input shape {shape}, "
           f"bias mapping {args.bias!r}")

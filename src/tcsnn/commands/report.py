@@ -17,7 +17,7 @@ def run_cli(args: argparse.Namespace) -> int:
     rows = read_metrics(args.run_dir)
     names = layer_names(rows, args.run_dir)
     png = Path(args.png) if args.png else Path(args.run_dir) / "curves.png"
-    plot_curves(rows, png, names)
+    png = plot_curves(rows, png, names)  # the file written: .png is added to a name without a suffix
     print(markdown_table(rows, names))
     print(f"\nwrote {png}")
     return 0

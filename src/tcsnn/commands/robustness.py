@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +75,7 @@ def _sha256(path: Path) -> str:
 
 def run_cli(args: argparse.Namespace) -> int:
 
-    from tcsnn.data import load_arrays
+    from tcsnn.loading import load_test_split, resolve_checkpoint
     from tcsnn.nn.introspect import layer_labels
     from tcsnn.quant import (
         check_bias_bits,
@@ -84,6 +85,7 @@ def run_cli(args: argparse.Namespace) -> int:
         save_quantized,
         select_layers,
     )
+    from tcsnn.resources import check_inference_memory
     from tcsnn.robustness import (
         EvalSpec,
         check_draws,
@@ -121,18 +123,16 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.save_quantized and layers is not None:
         raise ValueError("--save-quantized exports every layer; it cannot be combined with --layers")
 
-    ckpt_path = Path(args.checkpoint)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    ckpt_path = resolve_checkpoint(args.checkpoint)  # a run folder -> its checkpoint.pt
     model, cfg, source = load_any(ckpt_path)
     if layers is not None:
         by_label = {label: name for name, label in layer_labels(model).items()}
         layers = [by_label.get(n, n) for n in layers]  # printed names -> module names
         select_layers(model, layers)
-    if "dataset" not in cfg:
-        raise ValueError(f"{ckpt_path}: the run config has no 'dataset'; cannot load the test inputs")
-    root = args.data_root if args.data_root is not None else cfg.get("data_root")
-    x, y = load_arrays(cfg["dataset"], root, train=False)
-    if args.limit is not None:
-        x, y = x[: args.limit], y[: args.limit]
+    x, y = load_test_split(cfg, args.data_root, args.limit, where=ckpt_path)
     spec = EvalSpec(batch_size=args.batch_size)
     encoder = model.encoder  # the checkpoint's own input encoding
     settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
@@ -141,11 +141,12 @@ def run_cli(args: argparse.Namespace) -> int:
                 "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,
                 "bias_bits": args.bias_bits, "layers": layers,
                 "weight_bits_as_loaded": {n: list(v) for n, v in get_weight_bits(model).items()}}
-    out = Path(args.out)
+    check_inference_memory(model, tuple(x.shape[1:]), min(args.batch_size, x.shape[0]), next(model.parameters()).dtype)
     doc = run_sweep(model, x, y, spec, out, settings=settings, bits=bits, snr_db=snr_db, jitter=jitter,
                     draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid,
                     bias_bits=args.bias_bits, layers=layers,
-                    source=str(ckpt_path.resolve()),
+                    # relative to the output folder: no machine-specific absolute path in the results
+                    source=Path(os.path.relpath(ckpt_path.resolve(), out.resolve())).as_posix(),
                     progress=not args.no_progress)
     if args.save_quantized:
         for b in bits:

@@ -30,8 +30,14 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
+def _relative_to(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` (POSIX separators), e.g. ``../run/checkpoint.pt``."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a tcsnn checkpoint file")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="checkpoint file or run folder of `tcsnn train`, or a quantised export")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="data folder (default: the checkpoint config's data_root)")
     parser.add_argument("--limit", type=int, default=1000, help="first N test images (default: 1000)")
@@ -47,30 +53,29 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    import csv
     import json
     import sys
 
     import torch
 
     from tcsnn import __version__, set_num_threads
+    from tcsnn.io import ensure_folder, write_csv, write_text
+    from tcsnn.loading import load_test_split, load_trained
     from tcsnn.neuromorphic.sim import compile_network, format_summary, simulate_images, summarize
-    from tcsnn.train.checkpoint import load_model
 
     if args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.threads is not None:  # argparse checked it is >= 1
         set_num_threads(args.threads)
-    model, config = load_model(args.checkpoint)
-    root = args.data_root if args.data_root is not None else config.get("data_root")
-    if root is None:
-        raise ValueError("no data folder: pass --data-root (the checkpoint config has no data_root)")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a folder")
+    trained = load_trained(args.checkpoint)
+    model, config = trained.model, trained.config
     encoder = model.encoder.double()  # the checkpoint's own encoding; the simulation runs in float64
     kind, alpha = encoder.kind, encoder.alpha
-    from tcsnn.data import load_arrays
-
-    x, y = load_arrays(config["dataset"], root, train=False)
-    x, y = torch.as_tensor(x[:args.limit]), np.asarray(y[:args.limit])
+    root = args.data_root if args.data_root is not None else config.get("data_root")
+    x, y = load_test_split(config, args.data_root, args.limit, where=trained.path)
+    x, y = torch.as_tensor(x), np.asarray(y)
     with torch.no_grad():
         z = encoder(x)  # (N, C, H, W) float64 spike values
     net = compile_network(model, tuple(x.shape[1:]))
@@ -85,18 +90,17 @@ def run_cli(args: argparse.Namespace) -> int:
     summary.update(wall_s=wall, images_per_s=len(x) / wall, threads=threads)
     print(format_summary(summary))
     if args.out is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "sim_images.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(_CSV_FIELDS)
-            for i, (r, label) in enumerate(zip(runs, y.tolist(), strict=True)):
-                writer.writerow([i, label, r.prediction, int(r.prediction == label), repr(r.decision_time),
-                                 r.decision_spikes, r.decision_synaptic_events, r.input_spikes,
-                                 "" if r.full_spikes is None else r.full_spikes,
-                                 "" if r.full_synaptic_events is None else r.full_synaptic_events])
+        out = ensure_folder(args.out)
+        write_csv(out / "sim_images.csv", _CSV_FIELDS, (
+            [i, label, r.prediction, int(r.prediction == label), repr(r.decision_time),
+             r.decision_spikes, r.decision_synaptic_events, r.input_spikes,
+             "" if r.full_spikes is None else r.full_spikes,
+             "" if r.full_synaptic_events is None else r.full_synaptic_events]
+            for i, (r, label) in enumerate(zip(runs, y.tolist(), strict=True))))
         record = {
-            "settings": {"checkpoint": str(Path(args.checkpoint).resolve()), "data_root": str(root),
+            # paths relative to the output folder: the record stays true when the folders move together
+            "settings": {"checkpoint": _relative_to(trained.path, out),
+                         "data_root": None if root is None else _relative_to(Path(root), out),
                          "dataset": config["dataset"], "encoding": {"kind": kind, "alpha": alpha},
                          "limit": args.limit,
                          "early_stop": args.early_stop, "threads": threads},
@@ -106,6 +110,6 @@ def run_cli(args: argparse.Namespace) -> int:
             "metrics": summary,
         }
         text = json.dumps(_json_ready(record), indent=2, allow_nan=False)
-        (out / "sim_summary.json").write_text(text + "\n")
+        write_text(out / "sim_summary.json", text + "\n")
         print(f"wrote {out / 'sim_images.csv'} and {out / 'sim_summary.json'}", file=sys.stderr)
     return 0

@@ -51,6 +51,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
+        if path.is_dir():
+            raise ValueError(f"--config {path} is a folder; give a JSON file")
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
         try:
@@ -75,11 +77,48 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         except ValueError as exc:
             raise ValueError(f"--quant-bits expects comma-separated integers, got {args.quant_bits!r}") from exc
     overrides.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(overrides.get("data_root"), str):
+        # stored resolved, so that eval / simulate / robustness find the data from any working directory
+        overrides["data_root"] = str(Path(overrides["data_root"]).expanduser().resolve())
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"bad config: unknown keys {unknown}")
     return get_recipe(args.recipe or "digits", **overrides)
+
+
+def _same_value(field: str, a: Any, b: Any) -> bool:
+    """Equal config values; data folders compare resolved (older runs stored them relative to the shell)."""
+    if field == "data_root" and isinstance(a, str) and isinstance(b, str):
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return bool(a == b)
+
+
+def _check_out_and_memory(cfg: TrainConfig, out: Path) -> None:
+    """Refuse an --out that is a file and a step that cannot fit in memory; drop temp files of killed saves."""
+    import torch
+
+    from tcsnn.data.datasets import dataset_info
+    from tcsnn.io import clean_stale_temps
+    from tcsnn.resources import check_train_memory
+    from tcsnn.train.engine import build_model
+
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder" if p == out
+                             else f"--out {out}: {p} is a file, not a folder")
+    # a run folder is written by one run at a time: temp files in it are left by killed saves (any version)
+    for stale in clean_stale_temps(out, legacy=True):
+        print(f"removed {stale.name}, left by an interrupted save", file=sys.stderr)
+    info = dataset_info(cfg.dataset)
+    n_train = min(info.num_train, cfg.train_limit or info.num_train)
+    n_test = min(info.num_test, cfg.test_limit or info.num_test)
+    try:
+        model = build_model(cfg)
+    except TypeError as exc:  # e.g. hidden=[1e9]: a float where the builder needs an integer
+        raise ValueError(f"bad config: model_kwargs {cfg.model_kwargs} do not fit model {cfg.model!r}: {exc}") from exc
+    check_train_memory(model, info.shape, min(cfg.batch_size, n_train),
+                       min(cfg.eval_batch_size, n_test), getattr(torch, cfg.dtype))
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -100,11 +139,12 @@ def run_cli(args: argparse.Namespace) -> int:
         asked = config_from_args(args)
         for f in ("data_root", "batch_size", "seed", "loss", "quant_bits", "train_limit", "test_limit"):
             flag = getattr(args, f, None)
-            if flag is not None and getattr(asked, f) != getattr(cfg, f):
+            if flag is not None and not _same_value(f, getattr(asked, f), getattr(cfg, f)):
                 raise ValueError(f"--resume: {f} is {getattr(cfg, f)!r} in this run; it cannot change to {flag!r}")
     else:
         cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_out_and_memory(cfg, out)
     print(f"run folder: {out}", file=sys.stderr)
     last = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"final: test accuracy {last.get('test_accuracy', float('nan')):.2%}, "

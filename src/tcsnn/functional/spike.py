@@ -60,8 +60,9 @@ def check_spike_input(z: Tensor, name: str = "input") -> None:
     """Raise a specific error unless ``z`` holds valid spike values ``z = e^t`` (> 0, no NaN)."""
     if not isinstance(z, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of spike values z = exp(t), got {type(z).__name__}")
-    if not z.dtype.is_floating_point:
-        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got {z.dtype}")
+    if z.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be a floating-point tensor, float32 or float64 (the spike-time op is not "
+                        f"implemented in lower precision), got {z.dtype}")
     if torch.isnan(z).any():
         raise ValueError(f"{name} contains NaN; spike values are z = exp(t) > 0, or NO_SPIKE (+inf)")
     if (z <= 0).any():

@@ -53,7 +53,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -617,15 +616,11 @@ def table3(
 # ---------------------------------------------------------------- report files
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = _tmp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through :func:`tcsnn.io.write_text` (exclusive temp file, then rename)."""
+    from tcsnn.io import write_text
+
+    write_text(path, text)
 
 
 def _csv_text(rows: Sequence[dict[str, object]]) -> str:
@@ -672,9 +667,9 @@ def plot_table3(rows: Sequence[dict[str, float | str]], path: Path) -> None:
     ax2.set_title("2-input neuron: weight quantisation")
     ax2.legend()
     fig.tight_layout()
-    tmp = _tmp_path(path)
-    fig.savefig(tmp, dpi=120, format="png")
-    os.replace(tmp, path)
+    from tcsnn.io import save_figure
+
+    save_figure(fig, path, dpi=120)
 
 
 def _format_table(rows: Sequence[dict[str, float | str]]) -> str:
@@ -731,8 +726,10 @@ def write_report(
 
     ``progress`` shows a progress bar (tqdm, on stderr) for each simulation.
     """
+    from tcsnn.io import ensure_folder
+
     params = CircuitParams() if params is None else params
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out)
     rows = table3(trials=trials, seed=seed, dt=dt, jitters=jitters, bits=bits, params=params, progress=progress)
     track = tracking_study(dts=tracking_dts, trials=tracking_trials or trials, seed=seed, params=params,
                            progress=progress)

@@ -44,8 +44,6 @@ Times are in units of tau_syn (tau_syn = 1); NIR ``Input`` spikes are at ``t = l
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -53,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from tcsnn._constants import THRESHOLD
+from tcsnn.io import atomic_write
 
 if TYPE_CHECKING:
     import nir
@@ -372,19 +371,10 @@ def write_nir(
     encoding: dict[str, Any] | None = None,
     bias: BiasMapping = "spike",
 ) -> nir.NIRGraph:
-    """:func:`export_nir`, then write the graph to ``path`` (HDF5, via a temp file and ``os.replace``)."""
+    """:func:`export_nir`, then write the graph to ``path`` (HDF5) through :func:`tcsnn.io.atomic_write`."""
     nir = _import_nir()
     graph = export_nir(model, input_shape=input_shape, encoding=encoding, bias=bias)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: nir.write(f, graph))  # new files follow the umask, like every output
     return graph
 
 

@@ -157,7 +157,7 @@ def pack_pretrained(
     :func:`tcsnn.metrics.evaluate`; nothing is copied from the run's logs.  ``root`` gets ``<name>.pt`` and an
     updated ``manifest.json`` (created if missing), both written atomically.
     """
-    from tcsnn._io import save_atomic
+    from tcsnn.train.checkpoint import save_atomic
     from tcsnn.data import load_arrays
     from tcsnn.metrics import evaluate
     from tcsnn.train.checkpoint import load_checkpoint, load_model

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcsnn._io import read_torch_file, save_atomic
+from tcsnn.io import read_torch_file, save_torch
 from tcsnn.nn.introspect import raw_parameter
 from tcsnn.quant.attach import select_layers, set_weight_bits
 from tcsnn.quant.quantizer import (
@@ -71,7 +71,7 @@ def export_quantized(
 def save_quantized(export: dict[str, Any], path: str | Path) -> None:
     """Write an :func:`export_quantized` dict atomically (``torch.save`` format, loadable with weights_only)."""
     _check_export(export, str(path))
-    save_atomic(export, path)
+    save_torch(export, path)
 
 
 def load_quantized(path: str | Path) -> dict[str, Any]:
@@ -98,6 +98,8 @@ def _check_export(export: Any, where: str) -> None:
                 raise ValueError(f"{where}: layer {name!r} holds codes outside the {what}-bit range")
         if layer["scale"].shape != (layer["codes"].shape[0],) or not (layer["scale"] >= 0).all():
             raise ValueError(f"{where}: layer {name!r} needs one scale >= 0 per output")
+        if not torch.isfinite(layer["scale"]).all():
+            raise ValueError(f"{where}: layer {name!r} has NaN or infinite scales; the file is damaged")
 
 
 def apply_quantized(model: nn.Module, export: dict[str, Any]) -> None:

@@ -18,14 +18,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from tcsnn._io import read_torch_file, save_atomic
+from tcsnn.io import read_torch_file, save_torch
 
-__all__ = ["FORMAT", "VERSION", "load_checkpoint", "load_model", "read_torch_file", "save_atomic"]
+__all__ = [
+    "FORMAT", "VERSION", "check_finite_weights", "load_checkpoint", "load_model", "read_torch_file", "save_atomic",
+]
 
 FORMAT = "tcsnn-checkpoint"
 VERSION = 2
 #: Versions :func:`load_checkpoint` reads (older ones are upgraded in memory).
 READABLE_VERSIONS = (1, 2)
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """Write a checkpoint through :func:`tcsnn.io.save_torch` (exclusive temp file, fsync, rename)."""
+    save_torch(obj, path)
+
+
+def check_finite_weights(state_dict: dict[str, Any], where: Any) -> None:
+    """ValueError naming the first floating-point tensor that holds NaN or infinite values."""
+    for name, t in state_dict.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{where}: weights hold NaN or infinite values ({name!r}); the run diverged or the "
+                             "file is damaged")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -39,6 +54,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("model", "model_kwargs", "state_dict", "config"):
         if key not in ckpt:
             raise ValueError(f"{path} is missing the '{key}' entry")
+    if not isinstance(ckpt["state_dict"], dict) or not isinstance(ckpt["config"], dict):
+        raise ValueError(f"{path} is damaged: its state_dict or config is not a dict")
+    check_finite_weights(ckpt["state_dict"], path)
+    if isinstance(ckpt.get("train_state_dict"), dict):
+        check_finite_weights(ckpt["train_state_dict"], path)
     if ckpt["version"] == 1:
         ckpt = upgrade_v1(ckpt, where=str(path))
     return ckpt

@@ -7,6 +7,33 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+#: annotation text -> accepted kinds (the annotations are strings under ``from __future__ import annotations``)
+_FIELD_KINDS: dict[str, tuple[str, ...]] = {
+    "str": ("str",), "str | None": ("str", "none"), "int": ("int",), "int | None": ("int", "none"),
+    "float": ("float",), "float | None": ("float", "none"), "bool": ("bool",),
+    "list[int] | None": ("int_list", "none"), "dict[str, Any]": ("dict",),
+}
+_KIND_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "none": "null", "int_list": "a list of integers", "dict": "a JSON object"}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "none":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "dict":
+        return isinstance(value, dict)
+    if kind == "int_list":
+        return isinstance(value, (list, tuple)) and all(_is_kind(v, "int") for v in value)
+    raise AssertionError(kind)
+
 
 @dataclass
 class TrainConfig:
@@ -58,6 +85,7 @@ class TrainConfig:
     distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
+        self._check_types()
         from tcsnn.functional.encode import ENCODINGS
         from tcsnn.functional.loss import LOSSES
         from tcsnn.functional.spike import BACKENDS
@@ -66,6 +94,11 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (self.train_limit is None or self.train_limit >= 1,
+             f"train_limit must be >= 1 (or unset for all images), got {self.train_limit}"),
+            (self.test_limit is None or self.test_limit >= 1,
+             f"test_limit must be >= 1 (or unset for all images), got {self.test_limit}"),
             (self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0"),
             (self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}"),
             (self.encoding in ENCODINGS, f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}"),
@@ -92,6 +125,18 @@ class TrainConfig:
                 check_bias_bits(self.quant_bias_bits)
             except ValueError as exc:
                 raise ValueError(f"bad config: quant_bias_bits: {exc}") from exc
+
+    def _check_types(self) -> None:
+        """ValueError naming the field whose value has the wrong type (e.g. ``--set lr=abc``)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kinds = _FIELD_KINDS.get(str(f.type))
+            if kinds is None:
+                continue
+            ok = any(_is_kind(value, k) for k in kinds)
+            if not ok:
+                want = " or ".join(_KIND_NAMES[k] for k in kinds)
+                raise ValueError(f"bad config: {f.name} must be {want}, got {value!r} ({type(value).__name__})")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -81,9 +81,9 @@ def _versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from tcsnn.io import write_json
+
+    write_json(path, obj, default=str)
 
 
 def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -95,6 +95,9 @@ def _load_data(cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x_tr, y_tr = x_tr[: cfg.train_limit], y_tr[: cfg.train_limit]
     if cfg.test_limit is not None:
         x_te, y_te = x_te[: cfg.test_limit], y_te[: cfg.test_limit]
+    for split, x in (("training", x_tr), ("test", x_te)):
+        if x.shape[0] == 0:  # evaluating nothing would report 0 % accuracy without a word
+            raise ValueError(f"the {cfg.dataset} {split} split in {cfg.data_root} holds no images")
     return x_tr, y_tr, x_te, y_te
 
 
@@ -222,6 +225,7 @@ def validate(model: nn.Module, x_te: Tensor, y_te: Tensor, cfg: TrainConfig) -> 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir``; returns the last epoch's metrics."""
+    from tcsnn.io import append_text, write_text
     from tcsnn.metrics import format_metrics
     from tcsnn.quant.attach import set_weight_bits
     from tcsnn.train.ema import WeightAverage
@@ -257,7 +261,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         if metrics_path.exists():
             lines = [ln for ln in metrics_path.read_text().splitlines() if ln.strip()]
             kept = [ln for ln in lines if json.loads(ln)["epoch"] < start_epoch]
-            metrics_path.write_text("".join(ln + "\n" for ln in kept))
+            write_text(metrics_path, "".join(ln + "\n" for ln in kept))
             last = json.loads(kept[-1]) if kept else {}
         print(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.epochs}", file=sys.stderr)
         if saved.epochs != cfg.epochs and start_epoch < cfg.epochs:
@@ -305,8 +309,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             "train_time_s": train_time,
             "epoch_time_s": time.time() - t0,
         }
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(last) + "\n")
+        append_text(metrics_path, json.dumps(last) + "\n")
         ckpt_out = {"format": FORMAT, "version": VERSION, "model": cfg.model, "model_kwargs": kwargs,
                     "state_dict": shipped.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                     "config": dataclasses.asdict(cfg)}

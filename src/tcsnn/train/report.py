@@ -88,11 +88,14 @@ def markdown_table(rows: list[dict[str, Any]], names: dict[str, str] | None = No
     return "\n".join(lines)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: str | Path, names: dict[str, str] | None = None) -> None:
-    """Accuracy and spiking share per epoch (whole-number epoch ticks), one line per layer, as a PNG."""
+def plot_curves(rows: list[dict[str, Any]], path: str | Path, names: dict[str, str] | None = None) -> Path:
+    """Accuracy and spiking share per epoch (whole-number epoch ticks), one line per layer; written to ``path``
+    (``.png`` added when it has no suffix).  Returns the path written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
+
+    from tcsnn.io import save_figure
 
     names = layer_names(rows) if names is None else names
     epochs = display_epochs(rows)
@@ -114,4 +117,4 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path, names: dict[str, s
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return save_figure(fig, path, dpi=120)
