@@ -5,7 +5,8 @@ A neuron that never fires outputs :data:`NO_SPIKE` (``+inf``), and an input equa
 """
 
 from tcsnn._constants import BIAS_Z, ENERGY_PER_SPIKE_J, NO_SPIKE, THRESHOLD
+from tcsnn._threads import set_num_threads
 
 __version__ = "0.1.0"
 
-__all__ = ["NO_SPIKE", "THRESHOLD", "BIAS_Z", "ENERGY_PER_SPIKE_J", "__version__"]
+__all__ = ["NO_SPIKE", "THRESHOLD", "BIAS_Z", "ENERGY_PER_SPIKE_J", "__version__", "set_num_threads"]
