@@ -90,8 +90,7 @@ def time_order(zf, bits, order):  # pragma: no cover - compiled
 def _push(w_acc, s_acc, p, w, c, dy, dx, zi, one, zero):  # pragma: no cover - compiled
     # One input spike at z = zi reaches output position p: all channels at once.  w_acc, s_acc are (P, O);
     # w is (C, k, k, O).  Indexing the arrays in place (no row views) keeps reference counting out of the hot
-    # loop; `one`/`zero` carry the array dtype so float32 stays float32 (a bare 1.0 literal would promote
-    # the loop to float64).  A channel has fired before zi iff W > 1 and S / (W - 1) <= zi; once true this
+    # loop.  The sums are float64, the weights the layer's dtype.  A channel has fired before zi iff W > 1 and S / (W - 1) <= zi; once true this
     # stays true for every later (larger) zi because the sums no longer change, so no flag is stored.
     # Returns the number of channels still integrating.
     n_active = 0
@@ -122,15 +121,17 @@ def conv_forward(z, zbits, wt, bias, has_bias, stride, pad, h_out, w_out):  # pr
         zf = z[b].reshape(n_in)
         order = np.empty(n_in, np.int64)
         n_fin = time_order(zf, zbits[b], order)
-        w_acc = np.zeros((n_pos, n_out), z.dtype)  # (P, O)
-        s_acc = np.zeros((n_pos, n_out), z.dtype)  # (P, O)
+        # float64 sums for every input dtype: whether W_C > 1 (fire or stay silent) is decided on the exact
+        # sums of the given float32 weights, as in the reference, not on float32 rounding of them
+        w_acc = np.zeros((n_pos, n_out), np.float64)  # (P, O)
+        s_acc = np.zeros((n_pos, n_out), np.float64)  # (P, O)
         alive = np.ones(n_pos, np.bool_)  # (P,): some channel of the position has not fired yet
-        one = np.ones(1, z.dtype)[0]
-        zero = np.zeros(1, z.dtype)[0]
+        one = 1.0
+        zero = 0.0
         bias_pending = has_bias
         for n in range(n_fin):  # NO_SPIKE inputs never arrive
             idx = order[n]
-            zi = zf[idx]
+            zi = np.float64(zf[idx])
             if bias_pending and zi > one:  # the bias input spikes at z = 1
                 for p in range(n_pos):
                     alive[p] = _push(w_acc, s_acc, p, bias4, 0, 0, 0, one, one, zero) > 0

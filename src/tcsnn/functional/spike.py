@@ -13,10 +13,13 @@ to ``NO_SPIKE`` never arrive.  A bias is the weight of one more input at ``z = 1
 Gradients use the causal set ``C_j = {i : z_i <= z_j}``: ``dz_j/dw_ji = (z_i - z_j)/(W_C - 1)``,
 ``dz_j/dz_i = w_ji/(W_C - 1)``; silent neurons get none.
 
-Numerics: ``z_j`` is a ratio with denominator ``W_C - 1``, so its relative error is about
-``eps * W_C / (W_C - 1)`` (``eps`` = 1.2e-7 in float32, 2.2e-16 in float64): well conditioned for a neuron
-that clears the threshold, ill conditioned when ``W_C`` is within a few ``eps`` of 1, where float32
-backends may also disagree on whether the neuron fires at all.  Use float64 to study such neurons.
+Numerics: ``z_j`` is a ratio with denominator ``W_C - 1``, so rounding errors of the sums are amplified by
+the condition number ``W_C / (W_C - 1)``: a relative error of about ``eps * W_C / (W_C - 1)`` for sums in
+precision ``eps``.  Near threshold that is large in float32 (``eps`` = 1.2e-7): with 20 weights of 1/20 the
+float32 sum lands on either side of 1 depending on the summation order, so the neuron would fire at a huge
+time or not at all by chance.  Every backend therefore sums float32 layers in float64 (``eps`` = 2.2e-16) and
+rounds the result: a float32 ``z_j`` is the float64 result rounded (relative error <= 2^-24 plus
+``2.2e-16 * W_C / (W_C - 1)``), and backends agree on which neurons fire.
 
 Backends (selected by name, all tested against ``"reference"``; see :mod:`tcsnn.functional.backends`):
 
@@ -70,6 +73,8 @@ def check_spike_input(z: Tensor, name: str = "input") -> None:
     if not isinstance(z, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of spike values z = exp(t), got {type(z).__name__}")
     _check_dtype(z, name)
+    if torch.compiler.is_compiling():  # value checks are data-dependent branches: they would break the graph
+        return
     if torch.isnan(z).any():
         raise ValueError(f"{name} contains NaN; spike values are z = exp(t) > 0, or NO_SPIKE (+inf)")
     if (z <= 0).any():
@@ -86,7 +91,7 @@ def _check_params(z: Tensor, weight: Tensor, bias: Tensor | None, ndim: int, wha
         raise TypeError(f"input dtype {z.dtype} does not match weight dtype {weight.dtype}")
     if weight.device != z.device:
         raise ValueError(f"input is on {z.device} but weight is on {weight.device}")
-    if torch.isnan(weight).any() or torch.isinf(weight).any():
+    if not torch.compiler.is_compiling() and not torch.isfinite(weight).all():
         raise ValueError(f"{what} weight contains NaN or inf")
     if bias is None:
         return
@@ -98,7 +103,7 @@ def _check_params(z: Tensor, weight: Tensor, bias: Tensor | None, ndim: int, wha
         raise ValueError(f"bias is on {bias.device} but weight is on {weight.device}")
     if bias.shape[0] != weight.shape[0]:
         raise ValueError(f"bias has {bias.shape[0]} entries but weight has {weight.shape[0]} outputs")
-    if torch.isnan(bias).any() or torch.isinf(bias).any():
+    if not torch.compiler.is_compiling() and not torch.isfinite(bias).all():
         raise ValueError(f"{what} bias contains NaN or inf")
 
 

@@ -17,6 +17,7 @@ A linear layer is the 1x1 convolution of (B, N, 1, 1).
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -75,13 +76,21 @@ def auto_backend(device: torch.device) -> str:
     return "analytic"
 
 
+def devices(name: str) -> tuple[str, ...]:
+    """Device types a backend accepts; Triton's interpreter (``TRITON_INTERPRET=1``) runs on CPU tensors too."""
+    found = REGISTRY[name].devices
+    if name == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
+        found = (*found, "cpu")
+    return found
+
+
 def resolve(name: str, z: torch.Tensor) -> str:
     """Map ``"auto"`` to a concrete backend for ``z``'s device and check the backend supports ``z``."""
     if name == "auto":
         name = auto_backend(z.device)
     info = REGISTRY[name]
-    if z.device.type not in info.devices:
-        raise ValueError(f"backend {name!r} runs on {', '.join(info.devices)} tensors, got a tensor on {z.device}")
+    if z.device.type not in devices(name):
+        raise ValueError(f"backend {name!r} runs on {', '.join(devices(name))} tensors, got a tensor on {z.device}")
     if z.dtype not in info.dtypes:
         raise TypeError(f"backend {name!r} supports {', '.join(map(str, info.dtypes))}, got {z.dtype}")
     if name == "triton" and not is_available("triton"):
@@ -89,4 +98,4 @@ def resolve(name: str, z: torch.Tensor) -> str:
     return name
 
 
-__all__ = ["BackendInfo", "REGISTRY", "SUPPORTED_DTYPES", "auto_backend", "is_available", "load", "resolve"]
+__all__ = ["BackendInfo", "REGISTRY", "SUPPORTED_DTYPES", "auto_backend", "devices", "is_available", "load", "resolve"]

@@ -49,13 +49,14 @@ def conv_backward(
     n_out, n_chan, k, _ = weight.shape
     batch, _, height, width = z.shape
     rows, wa = _ref.augment_bias(_ref.unfold_rows(z, k, stride, padding), weight.reshape(n_out, -1), bias)
-    flat = lambda t: t.reshape(batch, n_out, -1).transpose(1, 2).reshape(-1, n_out)  # noqa: E731
+    n_pos = z_out.shape[2] * z_out.shape[3]
+    flat = lambda t: t.reshape(batch, n_out, n_pos).transpose(1, 2).reshape(-1, n_out)  # noqa: E731
     g_rows, g_w = causal_rows_backward(rows, wa, flat(z_out), flat(w_c), flat(grad))
     grad_bias = g_w[:, -1].clone() if bias is not None else None
     g_rows = g_rows[:, : n_chan * k * k]
     g_w = g_w[:, : n_chan * k * k].reshape(weight.shape)
     # fold the receptive fields back (sums the overlaps); padded taps are cropped away
-    g_patches = g_rows.reshape(batch, -1, n_chan * k * k).transpose(1, 2)  # (B, C k k, P)
+    g_patches = g_rows.reshape(batch, n_pos, n_chan * k * k).transpose(1, 2)  # (B, C k k, P)
     hp, wp = height + 2 * padding, width + 2 * padding
     g_z = F.fold(g_patches, (hp, wp), k, stride=stride)
     g_z = g_z[:, :, padding : padding + height, padding : padding + width].contiguous()

@@ -5,8 +5,8 @@ they feed, SIMD over output channels; an output's sums freeze when it fires (pap
 Backward: the sort-free causal-set rule, deterministic (fixed sample blocks summed in a fixed order), so
 results do not depend on the number of threads (:func:`tcsnn.set_num_threads`).
 
-Sums run in time order in the input dtype.  In float32 the spike value has a relative error of about
-``eps * W_C / (W_C - 1)`` (``eps = 1.2e-7``), like any float32 evaluation of eq. 4: it grows near threshold.
+The forward sums in float64 for float32 layers too (like the reference), so float32 outputs are the float64
+result rounded and agree with the reference on which neurons fire; the backward runs in the layer's dtype.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ def augment_bias(rows: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[Ten
 
 def rows_to_map(x: Tensor, batch: int, h_out: int, w_out: int) -> Tensor:
     """(B * P, O) -> (B, O, H', W')."""
-    return x.reshape(batch, h_out * w_out, -1).transpose(1, 2).reshape(batch, -1, h_out, w_out)
+    n_out = x.shape[1]
+    return x.reshape(batch, h_out * w_out, n_out).transpose(1, 2).reshape(batch, n_out, h_out, w_out)
 
 
 def out_size(z: Tensor, k: int, stride: int, padding: int) -> tuple[int, int]:
@@ -72,7 +73,16 @@ def spike_rows(rows: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def conv_forward(z: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int) -> tuple[Tensor, Tensor]:
-    """(B, C, H, W) -> (z_out, w_c), both (B, O, H', W'); differentiable by autograd."""
+    """(B, C, H, W) -> (z_out, w_c), both (B, O, H', W'); differentiable by autograd.
+
+    float32 layers are evaluated in float64 and rounded at the end: whether ``W_C > 1`` is then decided on
+    the exact sums of the float32 weights, not on their float32 rounding (which would make near-threshold
+    neurons fire or not depending on the summation order).
+    """
+    if z.dtype == torch.float32:
+        z_out, w_c = conv_forward(z.double(), weight.double(), bias.double() if bias is not None else None,
+                                  stride, padding)
+        return z_out.float(), w_c.float()
     n_out, _, k, _ = weight.shape
     h_out, w_out = out_size(z, k, stride, padding)
     rows, wa = augment_bias(unfold_rows(z, k, stride, padding), weight.reshape(n_out, -1), bias)
