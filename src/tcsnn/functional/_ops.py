@@ -20,7 +20,7 @@ def spike_conv2d_op(
 ) -> tuple[Tensor, Tensor]:
     """(B, C, H, W) -> (z_out, w_c), both (B, O, H', W')."""
     z_out, w_c = _backends.load(backend).conv_forward(z.contiguous(), weight.contiguous(), bias, stride, padding)
-    return z_out, w_c
+    return z_out.contiguous(), w_c.contiguous()  # the fake implementation promises contiguous outputs
 
 
 @spike_conv2d_op.register_fake
@@ -41,7 +41,8 @@ def spike_conv2d_backward_op(
     gz, gw, gb = _backends.load(backend).conv_backward(
         z.contiguous(), weight.contiguous(), bias, stride, padding, z_out, w_c, grad.contiguous()
     )
-    return gz, gw, (gb if gb is not None else weight.new_zeros(weight.shape[0]))
+    gb = gb if gb is not None else weight.new_zeros(weight.shape[0])
+    return gz.contiguous(), gw.contiguous(), gb.contiguous()
 
 
 @spike_conv2d_backward_op.register_fake
