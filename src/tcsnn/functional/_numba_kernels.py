@@ -87,81 +87,138 @@ def time_order(zf, bits, order):  # pragma: no cover - compiled
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _push(w_acc, s_acc, p, w, c, dy, dx, zi, one, zero):  # pragma: no cover - compiled
-    # One input spike at z = zi reaches output position p: all channels at once.  w_acc, s_acc are (P, O);
-    # w is (C, k, k, O).  Indexing the arrays in place (no row views) keeps reference counting out of the hot
-    # loop.  The sums are float64, the weights the layer's dtype.  A channel has fired before zi iff W > 1 and S / (W - 1) <= zi; once true this
-    # stays true for every later (larger) zi because the sums no longer change, so no flag is stored.
-    # Returns the number of channels still integrating.
-    n_active = 0
-    for o in range(w_acc.shape[1]):
-        wv = w_acc[p, o]
-        sv = s_acc[p, o]
-        fired = (wv > one) & (sv <= zi * (wv - one))
-        dw = zero if fired else w[c, dy, dx, o]
-        w_acc[p, o] = wv + dw
-        s_acc[p, o] = sv + dw * zi
-        n_active += 0 if fired else 1
-    return n_active
+def _push(w_acc, s_acc, a0, w, w0, n, zi, one, zero):  # pragma: no cover - compiled
+    # One input spike at z = zi reaches a run of output positions: n consecutive accumulator entries from a0
+    # (positions x channels, flattened float64 sums) against n consecutive weights from w0 (flattened, the
+    # layer's dtype).  The weight layout (see conv_forward) makes the weights of consecutive positions fed by
+    # one input contiguous, so one long SIMD loop covers them all.
+    # A channel has fired before zi iff its potential there, v(zi) = W - S / zi, is >= 1, i.e.
+    # S <= zi (W - 1).  (W > 1 then holds: v first reached 1 while rising, which needs W > 1 at that prefix,
+    # and nothing has been added since.)  Once true this stays true for every later zi because the sums no
+    # longer change ("freeze"), so no per-channel flag is stored.
+    a = np.uint64(a0)  # unsigned indices: no negative-index wrap-around code, so the loop vectorises
+    i = np.uint64(w0)
+    for r in range(n):
+        ru = np.uint64(r)
+        wv = w_acc[a + ru]
+        sv = s_acc[a + ru]
+        fired = sv <= zi * (wv - one)  # v(zi) = W - S / zi >= 1
+        dw = zero if fired else w[i + ru]
+        w_acc[a + ru] = wv + dw
+        s_acc[a + ru] = sv + dw * zi
+
+
+@njit(cache=True)
+def _geometry(n_chan, height, width, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
+    """Lookup tables that keep integer divisions out of the per-input loops.
+
+    Returns cyx (3, C H W): channel, row, column of each flat input; oyr (4, H): first and last output row fed
+    by each input row and the first and last band of ``rows`` output rows; oxr (2, W): first and last output
+    column fed.  (Output row oy is fed by input row y iff oy * stride + dy = y + pad for some 0 <= dy < k.)
+    """
+    cyx = np.empty((3, n_chan * height * width), np.int32)
+    for c in range(n_chan):
+        for y in range(height):
+            for x in range(width):
+                i = (c * height + y) * width + x
+                cyx[0, i] = c
+                cyx[1, i] = y
+                cyx[2, i] = x
+    oyr = np.empty((4, height), np.int32)
+    for y in range(height):
+        lo = max(0, -((k - 1 - y - pad) // stride))
+        hi = min(h_out - 1, (y + pad) // stride)
+        oyr[0, y] = lo
+        oyr[1, y] = hi
+        oyr[2, y] = lo // rows if lo <= hi else 1
+        oyr[3, y] = hi // rows if lo <= hi else 0
+    oxr = np.empty((2, width), np.int32)
+    for x in range(width):
+        oxr[0, x] = max(0, -((k - 1 - x - pad) // stride))
+        oxr[1, x] = min(w_out - 1, (x + pad) // stride)
+    return cyx, oyr, oxr
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv_forward(z, zbits, wt, bias, has_bias, stride, pad, h_out, w_out):  # pragma: no cover - compiled
-    """z (B, C, H, W), zbits (B, C*H*W) the bit patterns of z as ints, wt (C, k, k, O)
-    -> (z_out, w_causal), both (B, O, H', W')."""
+def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
+    """z (B, C, H, W), zbits (B, C*H*W) the bit patterns of z as ints, wr (C, k, stride, J, O) the weights
+    rearranged by :func:`tcsnn.functional.backends.numba_cpu.run_layout` -> (z_out, w_causal), (B, O, H', W').
+
+    Output rows go in bands of ``rows`` whose accumulators stay in cache: each sample's time-ordered inputs
+    are split, in order, by the bands they feed, and each band is integrated on its own.  Within an output
+    row, the positions fed by input column x are a run ox_lo..ox_hi, and with ``dx' = k - 1 - dx`` stored as
+    ``(dx' % stride, dx' // stride)`` their weights are the consecutive rows j0 + ox of ``wr[c, dy, phase]``.
+    """
     n_batch, n_chan, height, width = z.shape
-    k = wt.shape[1]
-    n_out = wt.shape[3]
-    n_pos = h_out * w_out
+    n_j = wr.shape[3]
+    n_out = wr.shape[4]
     n_in = n_chan * height * width
+    n_bands = (h_out + rows - 1) // rows
+    capacity = n_chan * width * min(height, (rows - 1) * stride + k)
     out = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
     wsum = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
-    bias4 = bias.reshape(1, 1, 1, n_out)  # indexed like wt
+    w_flat = wr.reshape(wr.size)
+    cyx, oyr, oxr = _geometry(n_chan, height, width, k, stride, pad, h_out, w_out, rows)
+    # per input column x: the phase and the j of output column 0 (may be negative; only ox >= ox_lo is used)
+    xj = np.empty((2, width), np.int64)
+    for x in range(width):
+        d0 = k - 1 - x - pad  # dx' at ox = 0
+        ph = d0 % stride
+        xj[0, x] = ph
+        xj[1, x] = (d0 - ph) // stride
+    one = 1.0
+    zero = 0.0
     for b in prange(n_batch):
         zf = z[b].reshape(n_in)
         order = np.empty(n_in, np.int64)
         n_fin = time_order(zf, zbits[b], order)
+        blist = np.empty((n_bands, capacity), np.int32)  # the inputs of each band, in time order
+        bcnt = np.zeros(n_bands, np.int64)
+        for n in range(n_fin):
+            idx = order[n]
+            y = cyx[1, idx]
+            for g in range(oyr[2, y], oyr[3, y] + 1):
+                blist[g, bcnt[g]] = idx
+                bcnt[g] += 1
         # float64 sums for every input dtype: whether W_C > 1 (fire or stay silent) is decided on the exact
         # sums of the given float32 weights, as in the reference, not on float32 rounding of them
-        w_acc = np.zeros((n_pos, n_out), np.float64)  # (P, O)
-        s_acc = np.zeros((n_pos, n_out), np.float64)  # (P, O)
-        alive = np.ones(n_pos, np.bool_)  # (P,): some channel of the position has not fired yet
-        one = 1.0
-        zero = 0.0
-        bias_pending = has_bias
-        for n in range(n_fin):  # NO_SPIKE inputs never arrive
-            idx = order[n]
-            zi = np.float64(zf[idx])
-            if bias_pending and zi > one:  # the bias input spikes at z = 1
-                for p in range(n_pos):
-                    alive[p] = _push(w_acc, s_acc, p, bias4, 0, 0, 0, one, one, zero) > 0
-                bias_pending = False
-            c = idx // (height * width)
-            rem = idx - c * height * width
-            y = rem // width
-            x = rem - y * width
-            # output rows/cols fed by (y, x): oy * stride + dy = y + pad with 0 <= dy < k (no division per tap)
-            oy_lo = max(0, -((k - 1 - y - pad) // stride))
-            oy_hi = min(h_out - 1, (y + pad) // stride)
-            ox_lo = max(0, -((k - 1 - x - pad) // stride))
-            ox_hi = min(w_out - 1, (x + pad) // stride)
-            for oy in range(oy_lo, oy_hi + 1):
-                dy = y + pad - oy * stride
-                for ox in range(ox_lo, ox_hi + 1):
-                    dx = x + pad - ox * stride
-                    p = oy * w_out + ox
-                    if alive[p]:
-                        alive[p] = _push(w_acc, s_acc, p, wt, c, dy, dx, zi, one, zero) > 0
-        if bias_pending:
-            for p in range(n_pos):
-                _push(w_acc, s_acc, p, bias4, 0, 0, 0, one, one, zero)
-        for p in range(n_pos):
-            oy = p // w_out
-            ox = p - oy * w_out
-            for o in range(n_out):
-                wv = w_acc[p, o]
-                wsum[b, o, oy, ox] = wv
-                out[b, o, oy, ox] = s_acc[p, o] / (wv - one) if wv > one else np.inf
+        w_acc = np.empty(rows * w_out * n_out, np.float64)  # (band positions, O) flattened
+        s_acc = np.empty(rows * w_out * n_out, np.float64)
+        for g in range(n_bands):
+            oy0 = g * rows
+            oy1 = min(h_out, oy0 + rows)
+            n_q = (oy1 - oy0) * w_out
+            w_acc[: n_q * n_out] = zero
+            s_acc[: n_q * n_out] = zero
+            bias_pending = has_bias
+            for n in range(bcnt[g]):  # NO_SPIKE inputs never arrive
+                idx = blist[g, n]
+                zi = np.float64(zf[idx])
+                if bias_pending and zi > one:  # the bias input spikes at z = 1
+                    for q in range(n_q):
+                        _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
+                    bias_pending = False
+                c = cyx[0, idx]
+                y = cyx[1, idx]
+                x = cyx[2, idx]
+                ox_lo = oxr[0, x]
+                n_run = (oxr[1, x] - ox_lo + 1) * n_out
+                if n_run <= 0:
+                    continue
+                for oy in range(max(oy0, oyr[0, y]), min(oy1 - 1, oyr[1, y]) + 1):
+                    dy = y + pad - oy * stride
+                    w0 = (((c * k + dy) * stride + xj[0, x]) * n_j + xj[1, x] + ox_lo) * n_out
+                    _push(w_acc, s_acc, ((oy - oy0) * w_out + ox_lo) * n_out, w_flat, w0, n_run, zi, one, zero)
+            if bias_pending:
+                for q in range(n_q):
+                    _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
+            for q in range(n_q):
+                oy = oy0 + q // w_out
+                ox = q - (oy - oy0) * w_out
+                for o in range(n_out):
+                    wv = w_acc[q * n_out + o]
+                    wsum[b, o, oy, ox] = wv
+                    out[b, o, oy, ox] = s_acc[q * n_out + o] / (wv - one) if wv > one else np.inf
     return out, wsum
 
 

@@ -19,6 +19,14 @@ from tcsnn import _threads
 from tcsnn.functional.backends.reference import out_size
 
 
+#: Forward accumulators (two float64 sums per output) of a band of output rows, sized to stay in the L2 cache.
+_BAND_BYTES = 1 << 18
+
+
+def _band_rows(h_out: int, w_out: int, n_out: int) -> int:
+    return max(1, min(h_out, _BAND_BYTES // (16 * w_out * n_out)))
+
+
 def _bits(z_np: np.ndarray) -> np.ndarray:
     """(B, ...) -> (B, N) bit patterns as ints (they order like the positive floats)."""
     return z_np.reshape(z_np.shape[0], -1).view(np.int32 if z_np.dtype == np.float32 else np.int64)
@@ -31,6 +39,17 @@ def _weights(weight: Tensor, bias: Tensor | None) -> tuple[np.ndarray, np.ndarra
     return wt, b
 
 
+def run_layout(weight: Tensor, stride: int) -> np.ndarray:
+    """(O, C, k, k) -> (C, k, stride, J, O), J = ceil(k / stride): ``dx' = k - 1 - dx`` stored at
+    ``(dx' % stride, dx' // stride)``, so consecutive output columns fed by one input use consecutive rows."""
+    n_out, n_chan, k, _ = weight.shape
+    n_j = -(-k // stride)
+    w = weight.detach().flip(3)  # index dx' = k - 1 - dx
+    w = torch.nn.functional.pad(w, (0, n_j * stride - k))  # (O, C, k, J * stride): zero rows never used
+    w = w.reshape(n_out, n_chan, k, n_j, stride).permute(1, 2, 4, 3, 0)  # (C, k, stride, J, O)
+    return w.contiguous().numpy()
+
+
 def conv_forward(z: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int) -> tuple[Tensor, Tensor]:
     from tcsnn.functional import _numba_kernels as nk
 
@@ -40,8 +59,9 @@ def conv_forward(z: Tensor, weight: Tensor, bias: Tensor | None, stride: int, pa
         empty = z.new_empty((0, weight.shape[0], h_out, w_out))
         return empty, empty.clone()
     z_np = z.detach().contiguous().numpy()
-    wt, b = _weights(weight, bias)
-    out, wsum = nk.conv_forward(z_np, _bits(z_np), wt, b, bias is not None, stride, padding, h_out, w_out)
+    _, b = _weights(weight, bias)
+    out, wsum = nk.conv_forward(z_np, _bits(z_np), run_layout(weight, stride), b, bias is not None, weight.shape[2],
+                                stride, padding, h_out, w_out, _band_rows(h_out, w_out, weight.shape[0]))
     return torch.from_numpy(out), torch.from_numpy(wsum)
 
 
