@@ -11,12 +11,12 @@ every input spike, in time order, to the output positions it feeds, all output c
 Backward needs no sort: the causal set of output j is ``{i : z_i <= z_j}`` and
 ``dz_j/dw_ji = (z_i - z_j) / (W_C - 1)``, ``dz_j/dz_i = w_ji / (W_C - 1)``.
 
-Determinism: the backward splits the batch into :data:`N_BLOCKS` fixed blocks of samples; each block sums its
-weight gradient in sample order into its own buffer and the buffers are added in block order, so results are
-bit-identical for any number of threads.  The forward is per sample, so it is too.
+Determinism: the backward runs in parallel over fixed chunks of input channels, each owning its part of the
+weight gradient and of grad_z, so no sum is split across threads and results are bit-identical for any number
+of threads.  The forward is per sample, so it is too.
 
-Nothing here holds a (batch x positions x fan-in x channels) tensor: the forward keeps two
-(positions x channels) accumulators per sample, the backward one weight-gradient buffer per block.
+Nothing here holds a (batch x positions x fan-in x channels) tensor: the forward keeps two float64
+(band positions x channels) accumulators per sample, the backward (batch x positions x channels) coefficients.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ njit, prange = numba.njit, numba.prange
 # No 'nnan'/'ninf': the kernels compare against +inf (NO_SPIKE) on purpose.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
-#: Fixed number of sample blocks of the backward (the weight-gradient reduction order; not the thread count).
-N_BLOCKS = 8
+#: Input channels per parallel task of the backward (fixed: the reduction order must not follow the threads).
+BACKWARD_CHUNK = 4
 #: Counting-sort buckets per sample (the insertion sort after it makes the order exact).
 N_BUCKETS = 4096
 
@@ -223,68 +223,71 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv_backward(z, wt, out, wsum, grad, has_bias, stride, pad):  # pragma: no cover - compiled
+def conv_backward(z, wt, out, wsum, grad, has_bias, stride, pad, chunk):  # pragma: no cover - compiled
     """Sort-free backward; returns (grad_z (B, C, H, W), grad_wt (C, k, k, O), grad_bias (O,)).
 
-    The batch goes in N_BLOCKS fixed blocks, each reducing into its own buffer; buffers are summed in block
-    order, so the result does not depend on the number of threads.
+    Parallel over fixed chunks of ``chunk`` input channels: a chunk owns its rows of the weight gradient and
+    its channels of grad_z, so nothing is reduced across threads and every sum runs in the same order for
+    any number of threads (bit-identical results).  Per chunk, each (sample, position) loads its output
+    coefficients once and reuses them for all taps of the chunk, whose weight-gradient rows stay in cache.
     """
     n_batch, n_chan, height, width = z.shape
     k = wt.shape[1]
     n_out = wt.shape[3]
     h_out = out.shape[2]
     w_out = out.shape[3]
+    n_pos = h_out * w_out
     one = np.ones(1, z.dtype)[0]
     zero = np.zeros(1, z.dtype)[0]
+    # (B, P, O) coefficients g_j / (W_C - 1) and spike values; silent outputs get zo = 0 (z > 0: none causal)
+    coef = np.zeros((n_batch, n_pos, n_out), z.dtype)
+    zo = np.zeros((n_batch, n_pos, n_out), z.dtype)
+    zmax = np.zeros((n_batch, n_pos), z.dtype)  # latest output spike of the position (0: nothing to do)
+    for b in prange(n_batch):
+        for o in range(n_out):
+            for p in range(n_pos):
+                oy = p // w_out
+                ox = p - oy * w_out
+                zj = out[b, o, oy, ox]
+                gj = grad[b, o, oy, ox]
+                if zj < np.inf and gj != zero:
+                    coef[b, p, o] = gj / (wsum[b, o, oy, ox] - one)
+                    zo[b, p, o] = zj
+                    zmax[b, p] = max(zmax[b, p], zj)
     gz = np.zeros_like(z)
-    n_blocks = min(N_BLOCKS, n_batch)
-    per_block = (n_batch + n_blocks - 1) // n_blocks
-    gw = np.zeros((n_blocks, n_chan, k, k, n_out), z.dtype)  # one buffer per block
-    gb = np.zeros((n_blocks, n_out), z.dtype)
-    for blk in prange(n_blocks):
-        coef = np.empty(n_out, z.dtype)
-        zo = np.empty(n_out, z.dtype)
-        for b in range(blk * per_block, min(n_batch, (blk + 1) * per_block)):
-            for oy in range(h_out):
-                for ox in range(w_out):
-                    any_fired = False
-                    for o in range(n_out):
-                        zj = out[b, o, oy, ox]
-                        gj = grad[b, o, oy, ox]
-                        if zj < np.inf and gj != zero:
-                            coef[o] = gj / (wsum[b, o, oy, ox] - one)
-                            zo[o] = zj
-                            any_fired = True
-                        else:
-                            coef[o] = zero
-                            zo[o] = zero  # z > 0 always, so no input is "causal" for it
-                    if not any_fired:
-                        continue
-                    if has_bias:
-                        for o in range(n_out):
-                            if one <= zo[o]:
-                                gb[blk, o] += coef[o] * (one - zo[o])
-                    for c in range(n_chan):
-                        for dy in range(k):
-                            y = oy * stride - pad + dy
-                            if y < 0 or y >= height:
+    gw = np.zeros((n_chan, k, k, n_out), z.dtype)
+    n_chunks = (n_chan + chunk - 1) // chunk
+    for ch in prange(n_chunks):
+        for b in range(n_batch):
+            for p in range(n_pos):
+                z_last = zmax[b, p]
+                if z_last == zero:
+                    continue
+                oy = p // w_out
+                ox = p - oy * w_out
+                for c in range(ch * chunk, min(n_chan, (ch + 1) * chunk)):
+                    for dy in range(k):
+                        y = oy * stride - pad + dy
+                        if y < 0 or y >= height:
+                            continue
+                        for dx in range(k):
+                            x = ox * stride - pad + dx
+                            if x < 0 or x >= width:
                                 continue
-                            for dx in range(k):
-                                x = ox * stride - pad + dx
-                                if x < 0 or x >= width:
-                                    continue
-                                zi = z[b, c, y, x]
-                                if not zi < np.inf:
-                                    continue
-                                acc = zero
-                                for o in range(n_out):
-                                    cf = coef[o] if zi <= zo[o] else zero
-                                    gw[blk, c, dy, dx, o] += cf * (zi - zo[o])
-                                    acc += cf * wt[c, dy, dx, o]
-                                gz[b, c, y, x] += acc
-    gw_total = np.zeros((n_chan, k, k, n_out), z.dtype)
-    gb_total = np.zeros(n_out, z.dtype)
-    for blk in range(n_blocks):  # fixed order
-        gw_total += gw[blk]
-        gb_total += gb[blk]
-    return gz, gw_total, gb_total
+                            zi = z[b, c, y, x]
+                            if not zi <= z_last:  # later than every output spike here, or NO_SPIKE
+                                continue
+                            acc = zero
+                            for o in range(n_out):
+                                cf = coef[b, p, o] if zi <= zo[b, p, o] else zero
+                                gw[c, dy, dx, o] += cf * (zi - zo[b, p, o])
+                                acc += cf * wt[c, dy, dx, o]
+                            gz[b, c, y, x] += acc
+    gb = np.zeros(n_out, z.dtype)
+    if has_bias:  # the bias is an input at z = 1, causal where 1 <= z_j
+        for b in range(n_batch):
+            for p in range(n_pos):
+                for o in range(n_out):
+                    if one <= zo[b, p, o]:
+                        gb[o] += coef[b, p, o] * (one - zo[b, p, o])
+    return gz, gw, gb

@@ -2,7 +2,7 @@ r"""The CPU backend: exact event kernels in numba (:mod:`tcsnn.functional._numba
 
 Forward: each sample's inputs are put in time order once and pushed, in that order, to the output positions
 they feed, SIMD over output channels; an output's sums freeze when it fires (paper eq. 4 on the causal set).
-Backward: the sort-free causal-set rule, deterministic (fixed sample blocks summed in a fixed order), so
+Backward: the sort-free causal-set rule, deterministic (parallel over fixed chunks of input channels that own their gradients), so
 results do not depend on the number of threads (:func:`tcsnn.set_num_threads`).
 
 The forward sums in float64 for float32 layers too (like the reference), so float32 outputs are the float64
@@ -76,6 +76,7 @@ def conv_backward(
         return torch.zeros_like(z), torch.zeros_like(weight), (torch.zeros_like(bias) if bias is not None else None)
     wt, _ = _weights(weight, bias)
     np_ = lambda t: t.detach().contiguous().numpy()  # noqa: E731
-    gz, gw, gb = nk.conv_backward(np_(z), wt, np_(z_out), np_(w_c), np_(grad), bias is not None, stride, padding)
+    gz, gw, gb = nk.conv_backward(np_(z), wt, np_(z_out), np_(w_c), np_(grad), bias is not None, stride, padding,
+                                  nk.BACKWARD_CHUNK)
     grad_w = torch.from_numpy(gw).permute(3, 0, 1, 2).contiguous()
     return torch.from_numpy(gz), grad_w, (torch.from_numpy(gb) if bias is not None else None)
