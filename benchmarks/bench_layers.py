@@ -8,6 +8,9 @@ runs are the fairest comparison).  Peak memory is the growth of the resident set
 ``U(0, 1)`` for the dense ones, float32, default initialisation.
 
     python benchmarks/bench_layers.py [--batch 32 128] [--threads 2] [--repeats 7] [--backends numba]
+
+On a busy machine wall-clock times of both sides swing by several times; ``--cpu-time --threads 1`` measures
+the process CPU time of single-threaded steps instead, which other processes barely disturb.
 """
 
 from __future__ import annotations
@@ -86,10 +89,10 @@ def build(name: str, cin: int, cout: int, side: int, batch: int, backend: str | 
     return step
 
 
-def timed(step: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
+def timed(step: Callable[[], None], clock: Callable[[], float] = time.perf_counter) -> float:
+    t0 = clock()
     step()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def main() -> int:
@@ -100,6 +103,8 @@ def main() -> int:
     p.add_argument("--backends", nargs="+", default=None,
                    help="default: every fast backend available for CPU tensors here (numba)")
     p.add_argument("--rows", nargs="+", default=None, help="row names to run (default: all), e.g. 'MNIST network'")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with the process CPU clock (use with --threads 1 on a loaded machine)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args()
 
@@ -110,9 +115,11 @@ def main() -> int:
     names = args.backends or [n for n in ("numba",) if backends.is_available(n)]
     torch.manual_seed(0)
     load = os.getloadavg()
-    print(f"forward + backward, float32, {args.threads} threads, minima of {args.repeats} interleaved runs; "
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"forward + backward, float32, {args.threads} threads, minima of {args.repeats} interleaved runs "
+          f"({'process CPU time' if args.cpu_time else 'wall clock'}); "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; torch {torch.__version__}")
-    print(f"| layer | batch | backend | spiking ms | dense ms | ratio | spiking MB | dense MB |")
+    print("| layer | batch | backend | spiking ms | dense ms | ratio | spiking MB | dense MB |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for name, cin, cout, side in SHAPES:
@@ -125,8 +132,8 @@ def main() -> int:
                 dense()
                 ts, td = [], []
                 for _ in range(args.repeats):
-                    ts.append(timed(snn))
-                    td.append(timed(dense))
+                    ts.append(timed(snn, clock))
+                    td.append(timed(dense, clock))
                 ms, md = peak_bytes(snn), peak_bytes(dense)
                 row = {"layer": name, "batch": batch, "backend": backend, "spiking_ms": min(ts) * 1e3,
                        "dense_ms": min(td) * 1e3, "ratio": min(ts) / min(td), "spiking_mb": ms / 2**20,
