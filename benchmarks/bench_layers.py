@@ -3,8 +3,8 @@
 For each shape (3x3 convolutions with padding 1 at the VGG16 CIFAR-10 sizes, and the MNIST network of the
 paper) and each backend available here, one process times the spiking step and the dense step alternately,
 ``--repeats`` times, and keeps the minima (a loaded machine slows both sides at random; minima of interleaved
-runs are the fairest comparison).  Peak memory is the growth of the resident set during one step (Linux:
-``/proc/self/clear_refs`` resets the peak).  Inputs: ``z = exp(3 U(0, 1))`` for the spiking layers,
+runs are the fairest comparison).  Peak memory is the growth of the resident set during one step, measured in
+a fresh process after one warm-up step on a batch of 1 (Linux: ``/proc/self/clear_refs`` resets the peak).  Inputs: ``z = exp(3 U(0, 1))`` for the spiking layers,
 ``U(0, 1)`` for the dense ones, float32, default initialisation.
 
     python benchmarks/bench_layers.py [--batch 32 128] [--threads 2] [--repeats 7] [--backends numba]
@@ -61,6 +61,19 @@ def peak_bytes(step: Callable[[], None]) -> float:
     return (_rss_kb("VmHWM:") - base) * 1024.0
 
 
+def memory_case(name: str, batch: int, backend: str | None, threads: int) -> float:
+    """Peak resident-set growth (bytes) of one step in a fresh process (NaN when it cannot be measured)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, __file__, "--memory-case", name, str(batch), backend or "dense", "--threads", str(threads)]
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError:
+        return float("nan")
+    return float(out.strip().splitlines()[-1])
+
+
 def build(name: str, cin: int, cout: int, side: int, batch: int, backend: str | None) -> Callable[[], None]:
     """One train step of the spiking (``backend`` given) or dense (``backend=None``) model."""
     from tcsnn.models import create_model
@@ -106,12 +119,19 @@ def main() -> int:
     p.add_argument("--cpu-time", action="store_true",
                    help="time with the process CPU clock (use with --threads 1 on a loaded machine)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--memory-case", nargs=3, default=None, help=argparse.SUPPRESS)  # internal: one fresh process
     args = p.parse_args()
 
     import tcsnn
     from tcsnn.functional import backends
 
     tcsnn.set_num_threads(args.threads)
+    if args.memory_case:
+        name, batch, kind = args.memory_case
+        cin, cout, side = next((c, o, sd) for n, c, o, sd in SHAPES if n == name)
+        build(name, cin, cout, side, 1, None if kind == "dense" else kind)()  # load kernels and libraries
+        print(peak_bytes(build(name, cin, cout, side, int(batch), None if kind == "dense" else kind)))
+        return 0
     names = args.backends or [n for n in ("numba",) if backends.is_available(n)]
     torch.manual_seed(0)
     load = os.getloadavg()
@@ -134,7 +154,8 @@ def main() -> int:
                 for _ in range(args.repeats):
                     ts.append(timed(snn, clock))
                     td.append(timed(dense, clock))
-                ms, md = peak_bytes(snn), peak_bytes(dense)
+                ms = memory_case(name, batch, backend, args.threads)
+                md = memory_case(name, batch, None, args.threads)
                 row = {"layer": name, "batch": batch, "backend": backend, "spiking_ms": min(ts) * 1e3,
                        "dense_ms": min(td) * 1e3, "ratio": min(ts) / min(td), "spiking_mb": ms / 2**20,
                        "dense_mb": md / 2**20}
