@@ -4,8 +4,9 @@ For each shape (3x3 convolutions with padding 1 at the VGG16 CIFAR-10 sizes, and
 paper) and each backend available here, one process times the spiking step and the dense step alternately,
 ``--repeats`` times, and keeps the minima (a loaded machine slows both sides at random; minima of interleaved
 runs are the fairest comparison).  Peak memory is the growth of the resident set during one step, measured in
-a fresh process after one warm-up step on a batch of 1 (Linux: ``/proc/self/clear_refs`` resets the peak).  Inputs: ``z = exp(3 U(0, 1))`` for the spiking layers,
-``U(0, 1)`` for the dense ones, float32, default initialisation.
+a fresh process after one warm-up step on a batch of 1 (Linux: ``/proc/self/clear_refs`` resets the peak).
+Inputs: ``z = exp(3 U(0, 1))`` for the spiking layers, ``U(0, 1)`` for the dense ones, float32, default
+initialisation.
 
     python benchmarks/bench_layers.py [--batch 32 128] [--threads 2] [--repeats 7] [--backends numba]
 

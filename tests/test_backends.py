@@ -8,7 +8,6 @@ from torch.autograd import gradcheck
 
 import tcsnn
 from tcsnn.functional import backends, spike_conv2d, spike_linear, spike_max_pool2d
-from tcsnn.functional.backends import reference
 
 INF = float("inf")
 #: Backends that run on CPU tensors here (Triton too when its interpreter is on: TRITON_INTERPRET=1).

@@ -65,7 +65,8 @@ def _resolve_backend(backend: str, z: Tensor) -> str:
 
 def _check_dtype(t: Tensor, name: str) -> None:
     if t.dtype not in _backends.SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must be a floating-point tensor of a supported dtype (float32, float64), got {t.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor of a supported dtype (float32, float64), "
+                        f"got {t.dtype}")
 
 
 def check_spike_input(z: Tensor, name: str = "input") -> None:

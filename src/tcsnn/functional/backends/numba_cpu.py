@@ -2,8 +2,8 @@ r"""The CPU backend: exact event kernels in numba (:mod:`tcsnn.functional._numba
 
 Forward: each sample's inputs are put in time order once and pushed, in that order, to the output positions
 they feed, SIMD over output channels; an output's sums freeze when it fires (paper eq. 4 on the causal set).
-Backward: the sort-free causal-set rule, deterministic (parallel over fixed chunks of input channels that own their gradients), so
-results do not depend on the number of threads (:func:`tcsnn.set_num_threads`).
+Backward: the sort-free causal-set rule, deterministic (parallel over fixed chunks of input channels that own
+their gradients), so results do not depend on the number of threads (:func:`tcsnn.set_num_threads`).
 
 The forward sums in float64 for float32 layers too (like the reference), so float32 outputs are the float64
 result rounded and agree with the reference on which neurons fire; the backward runs in the layer's dtype.
@@ -17,7 +17,6 @@ from torch import Tensor
 
 from tcsnn import _threads
 from tcsnn.functional.backends.reference import out_size
-
 
 #: Forward accumulators (two float64 sums per output) of a band of output rows, sized to stay in the L2 cache.
 _BAND_BYTES = 1 << 18
