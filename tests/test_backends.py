@@ -237,3 +237,21 @@ def test_gradcheck_conv_stride_and_padding(backend):
     w = (0.3 * torch.randn(3, 2, 2, 2, generator=g, dtype=torch.float64) + 0.2).requires_grad_()
     b = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_()
     assert gradcheck(lambda z, w, b: finite(spike_conv2d(z, w, b, 2, 2, backend=backend)), (z, w, b))
+
+
+def test_default_threads_come_from_the_environment(monkeypatch):
+    numba = pytest.importorskip("numba")
+    from tcsnn import _threads
+
+    before = numba.get_num_threads()
+    try:
+        monkeypatch.setattr(_threads, "_state", {"chosen": False})
+        monkeypatch.setenv("TCSNN_NUM_THREADS", "1")
+        _threads.apply_default()
+        assert numba.get_num_threads() == 1
+        monkeypatch.setattr(_threads, "_state", {"chosen": False})
+        monkeypatch.setenv("TCSNN_NUM_THREADS", "two")
+        with pytest.raises(ValueError, match="TCSNN_NUM_THREADS"):
+            _threads.apply_default()
+    finally:
+        numba.set_num_threads(before)
