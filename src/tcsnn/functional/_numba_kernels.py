@@ -38,11 +38,13 @@ N_BUCKETS = 4096
 
 
 @njit(cache=True)
-def time_order(zf, bits, order):  # pragma: no cover - compiled
-    """Indices of the finite entries of zf (N,) in increasing z into order (N,); returns their number.
+def time_order(zf, bits, height, width, zs, pk):  # pragma: no cover - compiled
+    """The finite entries of one sample zf (C H W,) in increasing z: zs their values, pk their packed
+    coordinates ``c << 32 | y << 16 | x``; returns their number.
 
     A counting sort on ``bits`` (the bit patterns of zf, which order like positive floats) into N_BUCKETS
-    buckets, then an insertion sort that fixes the order inside buckets (few entries per bucket).
+    buckets, then an insertion sort that fixes the order inside buckets (few entries per bucket).  Values and
+    coordinates are moved together, so the loops that follow read them in order instead of looking them up.
     """
     n = zf.shape[0]
     lo = np.int64(0)
@@ -60,7 +62,7 @@ def time_order(zf, bits, order):  # pragma: no cover - compiled
         return 0
     scale = N_BUCKETS / (float(hi - lo) + 1.0)  # in float: int64 bit differences times N_BUCKETS overflow
     counts = np.zeros(N_BUCKETS + 1, np.int64)
-    keys = np.empty(n, np.int64)
+    keys = np.empty(n, np.int32)
     for i in range(n):
         if zf[i] < np.inf:
             kk = min(N_BUCKETS - 1, int(float(np.int64(bits[i]) - lo) * scale))  # monotone in z
@@ -70,19 +72,27 @@ def time_order(zf, bits, order):  # pragma: no cover - compiled
             keys[i] = -1
     for kk in range(N_BUCKETS):
         counts[kk + 1] += counts[kk]
-    for i in range(n):
-        kk = keys[i]
-        if kk >= 0:
-            order[counts[kk]] = i
-            counts[kk] += 1
+    i = 0
+    for c in range(n // (height * width)):
+        for y in range(height):
+            for x in range(width):
+                kk = keys[i]
+                if kk >= 0:
+                    m = counts[kk]
+                    zs[m] = zf[i]
+                    pk[m] = (np.int64(c) << 32) | (np.int64(y) << 16) | np.int64(x)
+                    counts[kk] = m + 1
+                i += 1
     for m in range(1, n_fin):  # insertion sort: entries are out of order only within a bucket
-        idx = order[m]
-        zi = zf[idx]
+        zi = zs[m]
+        pi = pk[m]
         j = m
-        while j > 0 and zf[order[j - 1]] > zi:
-            order[j] = order[j - 1]
+        while j > 0 and zs[j - 1] > zi:
+            zs[j] = zs[j - 1]
+            pk[j] = pk[j - 1]
             j -= 1
-        order[j] = idx
+        zs[j] = zi
+        pk[j] = pi
     return n_fin
 
 
@@ -109,21 +119,13 @@ def _push(w_acc, s_acc, a0, w, w0, n, zi, one, zero):  # pragma: no cover - comp
 
 
 @njit(cache=True)
-def _geometry(n_chan, height, width, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
+def _geometry(height, width, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
     """Lookup tables that keep integer divisions out of the per-input loops.
 
-    Returns cyx (3, C H W): channel, row, column of each flat input; oyr (4, H): first and last output row fed
-    by each input row and the first and last band of ``rows`` output rows; oxr (2, W): first and last output
-    column fed.  (Output row oy is fed by input row y iff oy * stride + dy = y + pad for some 0 <= dy < k.)
+    Returns oyr (4, H): first and last output row fed by each input row and the first and last band of
+    ``rows`` output rows; oxr (2, W): first and last output column fed.  (Output row oy is fed by input row y
+    iff oy * stride + dy = y + pad for some 0 <= dy < k.)
     """
-    cyx = np.empty((3, n_chan * height * width), np.int32)
-    for c in range(n_chan):
-        for y in range(height):
-            for x in range(width):
-                i = (c * height + y) * width + x
-                cyx[0, i] = c
-                cyx[1, i] = y
-                cyx[2, i] = x
     oyr = np.empty((4, height), np.int32)
     for y in range(height):
         lo = max(0, -((k - 1 - y - pad) // stride))
@@ -136,7 +138,7 @@ def _geometry(n_chan, height, width, k, stride, pad, h_out, w_out, rows):  # pra
     for x in range(width):
         oxr[0, x] = max(0, -((k - 1 - x - pad) // stride))
         oxr[1, x] = min(w_out - 1, (x + pad) // stride)
-    return cyx, oyr, oxr
+    return oyr, oxr
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -158,7 +160,7 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
     out = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
     wsum = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
     w_flat = wr.reshape(wr.size)
-    cyx, oyr, oxr = _geometry(n_chan, height, width, k, stride, pad, h_out, w_out, rows)
+    oyr, oxr = _geometry(height, width, k, stride, pad, h_out, w_out, rows)
     # per input column x: the phase and the j of output column 0 (may be negative; only ox >= ox_lo is used)
     xj = np.empty((2, width), np.int64)
     for x in range(width):
@@ -170,16 +172,19 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
     zero = 0.0
     for b in prange(n_batch):
         zf = z[b].reshape(n_in)
-        order = np.empty(n_in, np.int64)
-        n_fin = time_order(zf, zbits[b], order)
-        blist = np.empty((n_bands, capacity), np.int32)  # the inputs of each band, in time order
+        zs = np.empty(n_in, z.dtype)  # the sample's spikes in time order
+        pk = np.empty(n_in, np.int64)  # and their packed (c, y, x)
+        n_fin = time_order(zf, zbits[b], height, width, zs, pk)
+        bz = np.empty((n_bands, capacity), z.dtype)  # the spikes of each band, in time order
+        bp = np.empty((n_bands, capacity), np.int64)
         bcnt = np.zeros(n_bands, np.int64)
         for n in range(n_fin):
-            idx = order[n]
-            y = cyx[1, idx]
+            y = (pk[n] >> 16) & 0xFFFF
             for g in range(oyr[2, y], oyr[3, y] + 1):
-                blist[g, bcnt[g]] = idx
-                bcnt[g] += 1
+                m = bcnt[g]
+                bz[g, m] = zs[n]
+                bp[g, m] = pk[n]
+                bcnt[g] = m + 1
         # float64 sums for every input dtype: whether W_C > 1 (fire or stay silent) is decided on the exact
         # sums of the given float32 weights, as in the reference, not on float32 rounding of them
         w_acc = np.empty(rows * w_out * n_out, np.float64)  # (band positions, O) flattened
@@ -192,15 +197,15 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
             s_acc[: n_q * n_out] = zero
             bias_pending = has_bias
             for n in range(bcnt[g]):  # NO_SPIKE inputs never arrive
-                idx = blist[g, n]
-                zi = np.float64(zf[idx])
+                zi = np.float64(bz[g, n])
                 if bias_pending and zi > one:  # the bias input spikes at z = 1
                     for q in range(n_q):
                         _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
                     bias_pending = False
-                c = cyx[0, idx]
-                y = cyx[1, idx]
-                x = cyx[2, idx]
+                pkd = bp[g, n]
+                c = pkd >> 32
+                y = (pkd >> 16) & 0xFFFF
+                x = pkd & 0xFFFF
                 ox_lo = oxr[0, x]
                 n_run = (oxr[1, x] - ox_lo + 1) * n_out
                 if n_run <= 0:
