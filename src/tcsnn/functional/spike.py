@@ -63,6 +63,10 @@ def _resolve_backend(backend: str, z: Tensor) -> str:
     return _backends.resolve(backend, z)
 
 
+def _describe(x: object) -> str:
+    return str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__
+
+
 def _check_dtype(t: Tensor, name: str) -> None:
     if t.dtype not in _backends.SUPPORTED_DTYPES:
         raise TypeError(f"{name} must be a floating-point tensor of a supported dtype (float32, float64), "
@@ -137,7 +141,7 @@ def spike_linear(z: Tensor, weight: Tensor, bias: Tensor | None = None, *, backe
         (B, M) output spike values; ``NO_SPIKE`` where a neuron never fires.
     """
     if not isinstance(z, Tensor) or z.dim() != 2:
-        raise ValueError(f"spike_linear expects input of shape (batch, in_features), got {tuple(z.shape)}")
+        raise ValueError(f"spike_linear expects input of shape (batch, in_features), got {_describe(z)}")
     _check_params(z, weight, bias, 2, "spike_linear")
     if z.shape[1] != weight.shape[1]:
         raise ValueError(f"input has {z.shape[1]} features but weight expects {weight.shape[1]}")
@@ -184,8 +188,7 @@ def spike_conv2d(
         (B, O, H', W') output spike values.
     """
     if not isinstance(z, Tensor) or z.dim() != 4:
-        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-        raise ValueError(f"spike_conv2d expects input of shape (batch, channels, height, width), got {shape}")
+        raise ValueError(f"spike_conv2d expects input of shape (batch, channels, height, width), got {_describe(z)}")
     _check_params(z, weight, bias, 4, "spike_conv2d")
     n_out, n_chan, k, k2 = weight.shape
     if k != k2:
@@ -210,7 +213,7 @@ def spike_max_pool2d(
     is validated like the layers' so a model can pass one name everywhere.
     """
     if not isinstance(z, Tensor) or z.dim() != 4:
-        raise ValueError(f"spike_max_pool2d expects (batch, channels, height, width), got {tuple(z.shape)}")
+        raise ValueError(f"spike_max_pool2d expects (batch, channels, height, width), got {_describe(z)}")
     check_spike_input(z)
     kernel_size = _check_int(kernel_size, "kernel_size", 1)
     stride = _check_int(stride if stride is not None else kernel_size, "stride", 1)
