@@ -4,6 +4,7 @@ For each layer of the paper's MNIST network (and the whole network) this measure
 (forward + backward) of the spiking layer and of ``nn.Conv2d`` / ``nn.Linear`` of the same shape (with ReLU
 and max-pool where the spiking net pools), in the same run, and prints the ratios.  Every case runs in its own
 subprocess so that peak memory (growth of the resident set during the step) is measured cleanly.
+``benchmarks/bench_layers.py`` compares single layers with interleaved runs.
 
     python benchmarks/bench_mnist.py [--batch 32] [--repeats 20] [--threads 2]
 """
@@ -18,9 +19,8 @@ import sys
 CASE = r"""
 import json, resource, sys, time, torch
 from torch import nn
-torch.set_num_threads({threads})
-import numba
-numba.set_num_threads({threads})
+import tcsnn
+tcsnn.set_num_threads({threads})
 from tcsnn.nn import SpikingConv2d, SpikingLinear, SpikingMaxPool2d
 from tcsnn.models import create_model
 torch.manual_seed(0)

@@ -60,7 +60,6 @@ def _metrics(run) -> list[dict]:
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba runs one thread on this machine")
-@pytest.mark.xfail(strict=False, reason="needs the thread-independent reduction")
 def test_the_same_run_at_1_and_2_threads_gives_identical_metrics(tmp_path, restore_threads):
     runs = {}
     for threads in (1, 2):

@@ -1,16 +1,22 @@
-"""Event-driven numba kernels for spiking convolution (and linear layers as 1x1 convolutions).
+r"""numba kernels of the CPU backend: exact spike times of a convolution (a linear layer is a 1x1 one).
 
-Forward (per sample): sort the input map once, then push every input spike, in time order, to the output
-positions it feeds, all output channels of a position together.  An output's accumulators
-``W = sum_i w_ji`` and ``S = sum_i w_ji z_i`` stop growing ("freeze") the moment it is found to have
-fired before the arriving input, i.e. when ``W > 1`` and ``S / (W - 1) <= z_i``.  Frozen accumulators
-are then exactly the causal-set sums, so ``z_j = S / (W - 1)`` (paper eq. 4) at the end.
+Forward (per sample): put the sample's inputs in time order (a counting sort on the bits of ``z`` -- positive
+floats order like their bit patterns -- finished by an insertion sort, exact and linear in practice), then push
+every input spike, in time order, to the output positions it feeds, all output channels of a position together
+(SIMD over channels).  An output's accumulators ``W = sum_i w_ji`` and ``S = sum_i w_ji z_i`` stop growing
+("freeze") the moment it is found to have fired before the arriving input, i.e. when ``W > 1`` and
+``S / (W - 1) <= z_i``.  Frozen accumulators are then exactly the causal-set sums, so ``z_j = S / (W - 1)``
+(paper eq. 4) at the end.
 
-Backward needs no sort: the causal set of output j is ``{i : z_i < z_j}`` and
+Backward needs no sort: the causal set of output j is ``{i : z_i <= z_j}`` and
 ``dz_j/dw_ji = (z_i - z_j) / (W_C - 1)``, ``dz_j/dz_i = w_ji / (W_C - 1)``.
 
-Nothing here holds a (batch x positions x fan-in x channels) tensor: the forward keeps two
-(positions x channels) accumulators per sample, the backward one weight-gradient buffer per thread.
+Determinism: the backward runs in parallel over fixed chunks of input channels, each owning its part of the
+weight gradient and of grad_z, so no sum is split across threads and results are bit-identical for any number
+of threads.  The forward is per sample, so it is too.
+
+Nothing here holds a (batch x positions x fan-in x channels) tensor: the forward keeps two float64
+(band positions x channels) accumulators per sample, the backward (batch x positions x channels) coefficients.
 """
 
 from __future__ import annotations
@@ -25,188 +31,268 @@ njit, prange = numba.njit, numba.prange
 # No 'nnan'/'ninf': the kernels compare against +inf (NO_SPIKE) on purpose.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
+#: Input channels per parallel task of the backward (fixed: the reduction order must not follow the threads).
+BACKWARD_CHUNK = 4
+#: Counting-sort buckets per sample (the insertion sort after it makes the order exact).
+N_BUCKETS = 4096
+
+
+@njit(cache=True)
+def time_order(zf, bits, height, width, zs, pk):  # pragma: no cover - compiled
+    """The finite entries of one sample zf (C H W,) in increasing z: zs their values, pk their packed
+    coordinates ``c << 32 | y << 16 | x``; returns their number.
+
+    A counting sort on ``bits`` (the bit patterns of zf, which order like positive floats) into N_BUCKETS
+    buckets, then an insertion sort that fixes the order inside buckets (few entries per bucket).  Values and
+    coordinates are moved together, so the loops that follow read them in order instead of looking them up.
+    """
+    n = zf.shape[0]
+    lo = np.int64(0)
+    hi = np.int64(0)
+    n_fin = 0
+    for i in range(n):
+        if zf[i] < np.inf:
+            b = np.int64(bits[i])
+            if n_fin == 0 or b < lo:
+                lo = b
+            if n_fin == 0 or b > hi:
+                hi = b
+            n_fin += 1
+    if n_fin == 0:
+        return 0
+    scale = N_BUCKETS / (float(hi - lo) + 1.0)  # in float: int64 bit differences times N_BUCKETS overflow
+    counts = np.zeros(N_BUCKETS + 1, np.int64)
+    keys = np.empty(n, np.int32)
+    for i in range(n):
+        if zf[i] < np.inf:
+            kk = min(N_BUCKETS - 1, int(float(np.int64(bits[i]) - lo) * scale))  # monotone in z
+            keys[i] = kk
+            counts[kk + 1] += 1
+        else:
+            keys[i] = -1
+    for kk in range(N_BUCKETS):
+        counts[kk + 1] += counts[kk]
+    i = 0
+    for c in range(n // (height * width)):
+        for y in range(height):
+            for x in range(width):
+                kk = keys[i]
+                if kk >= 0:
+                    m = counts[kk]
+                    zs[m] = zf[i]
+                    pk[m] = (np.int64(c) << 32) | (np.int64(y) << 16) | np.int64(x)
+                    counts[kk] = m + 1
+                i += 1
+    for m in range(1, n_fin):  # insertion sort: entries are out of order only within a bucket
+        zi = zs[m]
+        pi = pk[m]
+        j = m
+        while j > 0 and zs[j - 1] > zi:
+            zs[j] = zs[j - 1]
+            pk[j] = pk[j - 1]
+            j -= 1
+        zs[j] = zi
+        pk[j] = pi
+    return n_fin
+
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _push(w_acc, s_acc, active, p, w, c, dy, dx, zi, one, zero):  # pragma: no cover - compiled
-    # One input spike at z = zi reaches output position p: all channels at once.  w_acc, s_acc, active are
-    # (P, O); w is (C, k, k, O).  Indexing the 2-d arrays directly (no row views) keeps reference counting
-    # out of the hot loop.  `active` is 1 until the channel is found to have fired (then 0); `one`/`zero`
-    # carry the array dtype so float32 stays float32 (a bare 1.0 literal would promote the loop to float64).
-    # Returns the number of channels still active.
-    n_active = zero
-    for o in range(w_acc.shape[1]):
-        wv = w_acc[p, o]
-        fired = (wv > one) & (s_acc[p, o] <= zi * (wv - one))
-        a = zero if fired else active[p, o]
-        active[p, o] = a
-        dw = w[c, dy, dx, o] * a
-        w_acc[p, o] = wv + dw
-        s_acc[p, o] += dw * zi
-        n_active += a
-    return n_active
+def _push(w_acc, s_acc, a0, w, w0, n, zi, one, zero):  # pragma: no cover - compiled
+    # One input spike at z = zi reaches a run of output positions: n consecutive accumulator entries from a0
+    # (positions x channels, flattened float64 sums) against n consecutive weights from w0 (flattened, the
+    # layer's dtype).  The weight layout (see conv_forward) makes the weights of consecutive positions fed by
+    # one input contiguous, so one long SIMD loop covers them all.
+    # A channel has fired before zi iff its potential there, v(zi) = W - S / zi, is >= 1, i.e.
+    # S <= zi (W - 1).  (W > 1 then holds: v first reached 1 while rising, which needs W > 1 at that prefix,
+    # and nothing has been added since.)  Once true this stays true for every later zi because the sums no
+    # longer change ("freeze"), so no per-channel flag is stored.
+    a = np.uint64(a0)  # unsigned indices: no negative-index wrap-around code, so the loop vectorises
+    i = np.uint64(w0)
+    for r in range(n):
+        ru = np.uint64(r)
+        wv = w_acc[a + ru]
+        sv = s_acc[a + ru]
+        fired = sv <= zi * (wv - one)  # v(zi) = W - S / zi >= 1
+        dw = zero if fired else w[i + ru]
+        w_acc[a + ru] = wv + dw
+        s_acc[a + ru] = sv + dw * zi
+
+
+@njit(cache=True)
+def _geometry(height, width, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
+    """Lookup tables that keep integer divisions out of the per-input loops.
+
+    Returns oyr (4, H): first and last output row fed by each input row and the first and last band of
+    ``rows`` output rows; oxr (2, W): first and last output column fed.  (Output row oy is fed by input row y
+    iff oy * stride + dy = y + pad for some 0 <= dy < k.)
+    """
+    oyr = np.empty((4, height), np.int32)
+    for y in range(height):
+        lo = max(0, -((k - 1 - y - pad) // stride))
+        hi = min(h_out - 1, (y + pad) // stride)
+        oyr[0, y] = lo
+        oyr[1, y] = hi
+        oyr[2, y] = lo // rows if lo <= hi else 1
+        oyr[3, y] = hi // rows if lo <= hi else 0
+    oxr = np.empty((2, width), np.int32)
+    for x in range(width):
+        oxr[0, x] = max(0, -((k - 1 - x - pad) // stride))
+        oxr[1, x] = min(w_out - 1, (x + pad) // stride)
+    return oyr, oxr
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv_forward(z, order, wt, bias, has_bias, stride, pad, h_out, w_out):  # pragma: no cover - compiled
-    """z (B, C, H, W), order (B, C*H*W) = argsort of each flattened sample, wt (C, k, k, O)
-    -> (z_out, w_causal), both (B, O, H', W').
+def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
+    """z (B, C, H, W), zbits (B, C*H*W) the bit patterns of z as ints, wr (C, k, stride, J, O) the weights
+    rearranged by :func:`tcsnn.functional.backends.numba_cpu.run_layout` -> (z_out, w_causal), (B, O, H', W').
 
-    The sort is done outside (numpy's SIMD argsort is several times faster than numba's)."""
+    Output rows go in bands of ``rows`` whose accumulators stay in cache: each sample's time-ordered inputs
+    are split, in order, by the bands they feed, and each band is integrated on its own.  Within an output
+    row, the positions fed by input column x are a run ox_lo..ox_hi, and with ``dx' = k - 1 - dx`` stored as
+    ``(dx' % stride, dx' // stride)`` their weights are the consecutive rows j0 + ox of ``wr[c, dy, phase]``.
+    """
     n_batch, n_chan, height, width = z.shape
-    k = wt.shape[1]
-    n_out = wt.shape[3]
-    n_pos = h_out * w_out
+    n_j = wr.shape[3]
+    n_out = wr.shape[4]
     n_in = n_chan * height * width
+    n_bands = (h_out + rows - 1) // rows
+    capacity = n_chan * width * min(height, (rows - 1) * stride + k)
     out = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
     wsum = np.empty((n_batch, n_out, h_out, w_out), z.dtype)
-    bias4 = bias.reshape(1, 1, 1, n_out)  # indexed like wt
+    w_flat = wr.reshape(wr.size)
+    oyr, oxr = _geometry(height, width, k, stride, pad, h_out, w_out, rows)
+    # per input column x: the phase and the j of output column 0 (may be negative; only ox >= ox_lo is used)
+    xj = np.empty((2, width), np.int64)
+    for x in range(width):
+        d0 = k - 1 - x - pad  # dx' at ox = 0
+        ph = d0 % stride
+        xj[0, x] = ph
+        xj[1, x] = (d0 - ph) // stride
+    one = 1.0
+    zero = 0.0
     for b in prange(n_batch):
         zf = z[b].reshape(n_in)
-        w_acc = np.zeros((n_pos, n_out), z.dtype)  # (P, O)
-        s_acc = np.zeros((n_pos, n_out), z.dtype)  # (P, O)
-        active = np.ones((n_pos, n_out), z.dtype)  # (P, O): 1 until fired
-        alive = np.ones(n_pos, np.bool_)  # (P,): some channel of the position has not fired yet
-        one = np.ones(1, z.dtype)[0]
-        zero = np.zeros(1, z.dtype)[0]
-        bias_pending = has_bias
-        for n in range(n_in):
-            idx = order[b, n]
-            zi = zf[idx]
-            if not zi < np.inf:  # NO_SPIKE inputs sort last and never arrive
-                break
-            if bias_pending and zi > 1.0:  # the bias input spikes at z = 1
-                for p in range(n_pos):
-                    alive[p] = _push(w_acc, s_acc, active, p, bias4, 0, 0, 0, one, one, zero) > zero
-                bias_pending = False
-            c = idx // (height * width)
-            rem = idx - c * height * width
-            y = rem // width
-            x = rem - y * width
-            # output rows/cols fed by (y, x): oy * stride + dy = y + pad with 0 <= dy < k (no division per tap)
-            oy_lo = max(0, -((k - 1 - y - pad) // stride))
-            oy_hi = min(h_out - 1, (y + pad) // stride)
-            ox_lo = max(0, -((k - 1 - x - pad) // stride))
-            ox_hi = min(w_out - 1, (x + pad) // stride)
-            for oy in range(oy_lo, oy_hi + 1):
-                dy = y + pad - oy * stride
-                for ox in range(ox_lo, ox_hi + 1):
-                    dx = x + pad - ox * stride
-                    p = oy * w_out + ox
-                    if alive[p]:
-                        alive[p] = _push(w_acc, s_acc, active, p, wt, c, dy, dx, zi, one, zero) > zero
-        if bias_pending:
-            for p in range(n_pos):
-                _push(w_acc, s_acc, active, p, bias4, 0, 0, 0, one, one, zero)
-        for p in range(n_pos):
-            oy = p // w_out
-            ox = p - oy * w_out
-            for o in range(n_out):
-                wv = w_acc[p, o]
-                wsum[b, o, oy, ox] = wv
-                out[b, o, oy, ox] = s_acc[p, o] / (wv - 1.0) if wv > 1.0 else np.inf
+        zs = np.empty(n_in, z.dtype)  # the sample's spikes in time order
+        pk = np.empty(n_in, np.int64)  # and their packed (c, y, x)
+        n_fin = time_order(zf, zbits[b], height, width, zs, pk)
+        bz = np.empty((n_bands, capacity), z.dtype)  # the spikes of each band, in time order
+        bp = np.empty((n_bands, capacity), np.int64)
+        bcnt = np.zeros(n_bands, np.int64)
+        for n in range(n_fin):
+            y = (pk[n] >> 16) & 0xFFFF
+            for g in range(oyr[2, y], oyr[3, y] + 1):
+                m = bcnt[g]
+                bz[g, m] = zs[n]
+                bp[g, m] = pk[n]
+                bcnt[g] = m + 1
+        # float64 sums for every input dtype: whether W_C > 1 (fire or stay silent) is decided on the exact
+        # sums of the given float32 weights, as in the reference, not on float32 rounding of them
+        w_acc = np.empty(rows * w_out * n_out, np.float64)  # (band positions, O) flattened
+        s_acc = np.empty(rows * w_out * n_out, np.float64)
+        for g in range(n_bands):
+            oy0 = g * rows
+            oy1 = min(h_out, oy0 + rows)
+            n_q = (oy1 - oy0) * w_out
+            w_acc[: n_q * n_out] = zero
+            s_acc[: n_q * n_out] = zero
+            bias_pending = has_bias
+            for n in range(bcnt[g]):  # NO_SPIKE inputs never arrive
+                zi = np.float64(bz[g, n])
+                if bias_pending and zi > one:  # the bias input spikes at z = 1
+                    for q in range(n_q):
+                        _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
+                    bias_pending = False
+                pkd = bp[g, n]
+                c = pkd >> 32
+                y = (pkd >> 16) & 0xFFFF
+                x = pkd & 0xFFFF
+                ox_lo = oxr[0, x]
+                n_run = (oxr[1, x] - ox_lo + 1) * n_out
+                if n_run <= 0:
+                    continue
+                for oy in range(max(oy0, oyr[0, y]), min(oy1 - 1, oyr[1, y]) + 1):
+                    dy = y + pad - oy * stride
+                    w0 = (((c * k + dy) * stride + xj[0, x]) * n_j + xj[1, x] + ox_lo) * n_out
+                    _push(w_acc, s_acc, ((oy - oy0) * w_out + ox_lo) * n_out, w_flat, w0, n_run, zi, one, zero)
+            if bias_pending:
+                for q in range(n_q):
+                    _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
+            for q in range(n_q):
+                oy = oy0 + q // w_out
+                ox = q - (oy - oy0) * w_out
+                for o in range(n_out):
+                    wv = w_acc[q * n_out + o]
+                    wsum[b, o, oy, ox] = wv
+                    out[b, o, oy, ox] = s_acc[q * n_out + o] / (wv - one) if wv > one else np.inf
     return out, wsum
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv_backward(z, wt, out, wsum, grad, has_bias, stride, pad, n_chunks):  # pragma: no cover - compiled
-    """Analytic backward; returns (grad_z (B, C, H, W), grad_wt (C, k, k, O), grad_bias (O,))."""
+def conv_backward(z, wt, out, wsum, grad, has_bias, stride, pad, chunk):  # pragma: no cover - compiled
+    """Sort-free backward; returns (grad_z (B, C, H, W), grad_wt (C, k, k, O), grad_bias (O,)).
+
+    Parallel over fixed chunks of ``chunk`` input channels: a chunk owns its rows of the weight gradient and
+    its channels of grad_z, so nothing is reduced across threads and every sum runs in the same order for
+    any number of threads (bit-identical results).  Per chunk, each (sample, position) loads its output
+    coefficients once and reuses them for all taps of the chunk, whose weight-gradient rows stay in cache.
+    """
     n_batch, n_chan, height, width = z.shape
     k = wt.shape[1]
     n_out = wt.shape[3]
     h_out = out.shape[2]
     w_out = out.shape[3]
+    n_pos = h_out * w_out
+    one = np.ones(1, z.dtype)[0]
+    zero = np.zeros(1, z.dtype)[0]
+    # (B, P, O) coefficients g_j / (W_C - 1) and spike values; silent outputs get zo = 0 (z > 0: none causal)
+    coef = np.zeros((n_batch, n_pos, n_out), z.dtype)
+    zo = np.zeros((n_batch, n_pos, n_out), z.dtype)
+    zmax = np.zeros((n_batch, n_pos), z.dtype)  # latest output spike of the position (0: nothing to do)
+    for b in prange(n_batch):
+        for o in range(n_out):
+            for p in range(n_pos):
+                oy = p // w_out
+                ox = p - oy * w_out
+                zj = out[b, o, oy, ox]
+                gj = grad[b, o, oy, ox]
+                if zj < np.inf and gj != zero:
+                    coef[b, p, o] = gj / (wsum[b, o, oy, ox] - one)
+                    zo[b, p, o] = zj
+                    zmax[b, p] = max(zmax[b, p], zj)
     gz = np.zeros_like(z)
-    gw = np.zeros((n_chunks, n_chan, k, k, n_out), z.dtype)  # one buffer per thread-chunk
-    gb = np.zeros((n_chunks, n_out), z.dtype)
-    per_chunk = (n_batch + n_chunks - 1) // n_chunks
-    for t in prange(n_chunks):
-        coef = np.empty(n_out, z.dtype)
-        zo = np.empty(n_out, z.dtype)
-        for b in range(t * per_chunk, min(n_batch, (t + 1) * per_chunk)):
-            for oy in range(h_out):
-                for ox in range(w_out):
-                    any_fired = False
-                    for o in range(n_out):
-                        zj = out[b, o, oy, ox]
-                        gj = grad[b, o, oy, ox]
-                        if zj < np.inf and gj != 0.0:
-                            coef[o] = gj / (wsum[b, o, oy, ox] - 1.0)
-                            zo[o] = zj
-                            any_fired = True
-                        else:
-                            coef[o] = 0.0
-                            zo[o] = 0.0  # z > 0 always, so no input is "causal" for it
-                    if not any_fired:
-                        continue
-                    if has_bias:
-                        for o in range(n_out):
-                            if 1.0 < zo[o]:
-                                gb[t, o] += coef[o] * (1.0 - zo[o])
-                    for c in range(n_chan):
-                        for dy in range(k):
-                            y = oy * stride - pad + dy
-                            if y < 0 or y >= height:
+    gw = np.zeros((n_chan, k, k, n_out), z.dtype)
+    n_chunks = (n_chan + chunk - 1) // chunk
+    for ch in prange(n_chunks):
+        for b in range(n_batch):
+            for p in range(n_pos):
+                z_last = zmax[b, p]
+                if z_last == zero:
+                    continue
+                oy = p // w_out
+                ox = p - oy * w_out
+                for c in range(ch * chunk, min(n_chan, (ch + 1) * chunk)):
+                    for dy in range(k):
+                        y = oy * stride - pad + dy
+                        if y < 0 or y >= height:
+                            continue
+                        for dx in range(k):
+                            x = ox * stride - pad + dx
+                            if x < 0 or x >= width:
                                 continue
-                            for dx in range(k):
-                                x = ox * stride - pad + dx
-                                if x < 0 or x >= width:
-                                    continue
-                                zi = z[b, c, y, x]
-                                if not zi < np.inf:
-                                    continue
-                                w_row = wt[c, dy, dx]
-                                g_row = gw[t, c, dy, dx]
-                                acc = 0.0
-                                for o in range(n_out):
-                                    cf = coef[o] if zi < zo[o] else 0.0
-                                    g_row[o] += cf * (zi - zo[o])
-                                    acc += cf * w_row[o]
-                                gz[b, c, y, x] += acc
-    return gz, gw.sum(axis=0), gb.sum(axis=0)
-
-
-def num_chunks(batch: int) -> int:
-    return max(1, min(batch, numba.get_num_threads()))
-
-
-@njit(parallel=True, cache=True)
-def min_pool_forward(z, k, stride):  # pragma: no cover - compiled
-    """Earliest spike per window: z (B, C, H, W) -> (z_out (B, C, H', W'), flat argmin int64 (B, C, H', W'))."""
-    n_batch, n_chan, height, width = z.shape
-    h_out = (height - k) // stride + 1
-    w_out = (width - k) // stride + 1
-    out = np.empty((n_batch, n_chan, h_out, w_out), z.dtype)
-    arg = np.empty((n_batch, n_chan, h_out, w_out), np.int64)
-    for bc in prange(n_batch * n_chan):
-        b = bc // n_chan
-        c = bc - b * n_chan
-        for oy in range(h_out):
-            for ox in range(w_out):
-                best = np.inf
-                best_i = oy * stride * width + ox * stride
-                for dy in range(k):
-                    for dx in range(k):
-                        y = oy * stride + dy
-                        x = ox * stride + dx
-                        v = z[b, c, y, x]
-                        if v < best:
-                            best = v
-                            best_i = y * width + x
-                out[b, c, oy, ox] = best
-                arg[b, c, oy, ox] = best_i
-    return out, arg
-
-
-@njit(parallel=True, cache=True)
-def min_pool_backward(grad, arg, height, width):  # pragma: no cover - compiled
-    n_batch, n_chan, h_out, w_out = grad.shape
-    gz = np.zeros((n_batch, n_chan, height, width), grad.dtype)
-    for bc in prange(n_batch * n_chan):
-        b = bc // n_chan
-        c = bc - b * n_chan
-        for oy in range(h_out):
-            for ox in range(w_out):
-                i = arg[b, c, oy, ox]
-                y = i // width
-                gz[b, c, y, i - y * width] += grad[b, c, oy, ox]
-    return gz
+                            zi = z[b, c, y, x]
+                            if not zi <= z_last:  # later than every output spike here, or NO_SPIKE
+                                continue
+                            acc = zero
+                            for o in range(n_out):
+                                cf = coef[b, p, o] if zi <= zo[b, p, o] else zero
+                                gw[c, dy, dx, o] += cf * (zi - zo[b, p, o])
+                                acc += cf * wt[c, dy, dx, o]
+                            gz[b, c, y, x] += acc
+    gb = np.zeros(n_out, z.dtype)
+    if has_bias:  # the bias is an input at z = 1, causal where 1 <= z_j
+        for b in range(n_batch):
+            for p in range(n_pos):
+                for o in range(n_out):
+                    if one <= zo[b, p, o]:
+                        gb[o] += coef[b, p, o] * (one - zo[b, p, o])
+    return gz, gw, gb
