@@ -36,8 +36,8 @@ def conv_forward_kernel(
 
     o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
     o_ok = o < OC
-    # float64 accumulators, rounded to the input dtype for every test: the sums of torch's CPU cumsum
-    # (the reference backend), which accumulates float32 in double.
+    # float64 accumulators and float64 tests, rounded to the output dtype at the end: float32 layers are
+    # evaluated in float64 as in every other backend (see tcsnn.functional.backends.reference).
     w_acc = tl.zeros([POS, BLOCK_O], dtype=tl.float64)
     s_acc = tl.zeros([POS, BLOCK_O], dtype=tl.float64)
     active = q_ok[:, None] & o_ok[None, :]  # (POS, BLOCK_O): not yet found to have fired
@@ -45,16 +45,10 @@ def conv_forward_kernel(
     go = (z_i < float("inf")) & (tl.sum(active.to(tl.int32), axis=1) > 0)
     while tl.sum(go.to(tl.int32), axis=0) > 0:
         # freeze the channels that fire no later than this arrival
-        w_r = w_acc.to(z_i.dtype)
-        over = w_r > THRESHOLD_C
-        den = tl.where(over, w_r - THRESHOLD_C, 1.0)
-        # IEEE round-to-nearest division, as torch computes it in the reference backend
-        # (a plain fp32 '/' compiles to an approximate division on NVIDIA GPUs).
-        if IS_FP64:
-            cand = s_acc / den
-        else:
-            cand = tl.math.div_rn(s_acc.to(tl.float32), den)
-        active = active & ~(over & (cand <= z_i[:, None]))
+        over = w_acc > THRESHOLD_C
+        den = tl.where(over, w_acc - THRESHOLD_C, 1.0)
+        cand = s_acc / den  # float64 division is IEEE round-to-nearest
+        active = active & ~(over & (cand <= z_i.to(tl.float64)[:, None]))
         sel = (lane[None, :] == a[:, None]) & go[:, None]  # (POS, LANES): the list that delivers
         cur_a = tl.sum(tl.where(sel, cur, 0), axis=1)  # (POS,)
         is_tap = go & (a < K * K)
@@ -62,21 +56,18 @@ def conv_forward_kernel(
         row = tl.where(a < K * K, a * C + c, K * K * C)  # the bias row follows the k*k*C tap rows
         w = tl.load(wt_ptr + row[:, None] * OC + o[None, :], mask=active & go[:, None], other=0.0)
         z_go = tl.where(go, z_i, 0.0)  # rows that stopped add nothing (and no 0 * inf)
-        w_acc += w.to(tl.float64)
-        s_acc += (w * z_go[:, None]).to(tl.float64)
+        w64 = w.to(tl.float64)
+        w_acc += w64
+        s_acc += w64 * z_go.to(tl.float64)[:, None]
         nxt = tl.load(zs_ptr + cur_a + 1, mask=is_tap, other=float("inf"))  # the sentinel ends each list
         head = tl.where(sel, nxt[:, None], head)
         cur = tl.where(sel, cur + 1, cur)
         z_i, a = tl.min(head, axis=1, return_indices=True)
         go = (z_i < float("inf")) & (tl.sum(active.to(tl.int32), axis=1) > 0)
+    over = w_acc > THRESHOLD_C
+    den = tl.where(over, w_acc - THRESHOLD_C, 1.0)
+    z_out = tl.where(over, s_acc / den, float("inf")).to(out_ptr.dtype.element_ty)
     w_r = w_acc.to(out_ptr.dtype.element_ty)
-    over = w_r > THRESHOLD_C
-    den = tl.where(over, w_r - THRESHOLD_C, 1.0)
-    if IS_FP64:
-        cand = s_acc / den
-    else:
-        cand = tl.math.div_rn(s_acc.to(tl.float32), den)
-    z_out = tl.where(over, cand, float("inf"))
     dst = (b[:, None] * OC + o[None, :]) * n_pos + p[:, None]
     ok = q_ok[:, None] & o_ok[None, :]
     tl.store(out_ptr + dst, z_out, mask=ok)

@@ -14,8 +14,9 @@ Before input ``i`` is added, a channel whose accumulators already fire in time, 
 ``W``, ``S`` are then the causal-set sums ``W_C``, ``S_C`` and ``z_j = S_C / (W_C - 1)``.  A channel with
 ``W <= 1`` after the last arriving input never fires (``NO_SPIKE``).  Inputs equal to ``NO_SPIKE`` never
 arrive; padded taps are empty lists.  A program stops once every channel of its block is frozen.
-The accumulators are float64, rounded to the input dtype for every test: the sums of the reference's
-``torch.cumsum`` on CPU, so float32 results match it bit for bit in practice.
+The accumulators, the products ``w_ji z_i`` and the tests are float64, and ``z_j`` and ``W_C`` are rounded to
+the input dtype at the end, as every backend evaluates float32 layers, so float32 results match the
+``reference`` backend bit for bit in practice.
 
 Backward (sort-free causal-set rule, ``C_j = {i : z_i <= z_j}``, ``coef_j = grad_j / (W_C - 1)``):
 
