@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tcsnn.commands._options import add_threads_argument, apply_threads
+from tcsnn.commands._options import add_device_argument, add_threads_argument, apply_threads, device_from_args
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=500, help="test images per forward pass (default 500)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (as in train and robustness)")
+    add_device_argument(p)
     add_threads_argument(p)
 
 
@@ -32,6 +33,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         x, y = x[: args.limit], y[: args.limit]
+    device = device_from_args(args.device)
+    model, x, y = model.to(device), x.to(device), y.to(device)
     m = evaluate(model, x, y, batch_size=args.batch_size, progress=not args.no_progress)
     print(format_metrics(m))
     if args.json:
