@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from helpers import write_jpegs
 from tcsnn.data.folder import ImageFolder, collate
 from tcsnn.data.transforms import (
     WHITEN_SPAN,
@@ -73,22 +74,6 @@ def test_resized_crops_have_the_asked_size_and_follow_the_seed():
     assert centre.shape == (3, 16, 16)
     flat = torch.ones(3, 30, 50) * 0.25
     torch.testing.assert_close(resize_center_crop(flat, 8), torch.full((3, 8, 8), 0.25))
-
-
-def write_jpegs(root, classes=("cat", "dog"), per_class=3, size=(24, 32)):
-    from PIL import Image
-
-    gen = torch.Generator().manual_seed(0)
-    for split in ("train", "val"):
-        for label, name in enumerate(classes):
-            (root / split / name).mkdir(parents=True)
-            for i in range(per_class):
-                # a plain colour per class, so the decoded image says which class it is
-                colour = [200, 30, 30] if label == 0 else [30, 30, 200]
-                noise = torch.randint(0, 10, (size[0], size[1], 3), generator=gen)
-                arr = (torch.tensor(colour) + noise).clamp(0, 255).to(torch.uint8).numpy()
-                Image.fromarray(arr).save(root / split / name / f"{i}.jpg", quality=95)
-    return root
 
 
 def test_image_folder_reads_class_folders_of_jpegs(tmp_path):

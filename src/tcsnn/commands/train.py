@@ -118,6 +118,9 @@ def run_cli(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(base, epochs=args.epochs or base.epochs, **runtime)
     else:
         cfg = config_from_args(args)
+    from tcsnn.train.distributed import resolve_device
+
+    resolve_device(cfg.device)  # a missing GPU is one line before anything is printed or made
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
     if main:

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-
 #: Values of ``TrainConfig.augment``.
 AUGMENTS: tuple[str | None, ...] = (None, "cifar", "imagenet")
 #: Values of ``TrainConfig.optimizer``.

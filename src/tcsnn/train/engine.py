@@ -273,11 +273,16 @@ def train_one_epoch(
     dtype = getattr(torch, cfg.dtype)
     fwd: nn.Module = _Forward(model)
     if dist.enabled:
+        import inspect
+
         from torch.nn.parallel import DistributedDataParallel
 
+        # no buffer traffic per step (the layers hold none that change); the keyword was renamed in torch 2.13
+        params = inspect.signature(DistributedDataParallel).parameters
+        quiet = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
         # built per epoch: the quantiser of a QAT schedule may change between epochs
         fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=False)
+                                      **{quiet: False})
     teacher_body = None if teacher is None else teacher.body
     order, cpu_gen = epoch_order(splits.n_train, cfg.seed, epoch)
     gen = _step_generator(cfg, epoch, cpu_gen, device)
