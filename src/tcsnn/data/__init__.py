@@ -14,6 +14,7 @@ from tcsnn.data.datasets import (
     dataset_info,
     load_arrays,
 )
+from tcsnn.data.folder import ImageFolder
 from tcsnn.data.formats import (
     CIFAR_CHANNELS,
     CIFAR_PIXELS,
@@ -26,7 +27,6 @@ from tcsnn.data.formats import (
     read_cifar_pickle,
     read_idx,
 )
-from tcsnn.data.folder import ImageFolder
 from tcsnn.data.loaders import EpochBatchSampler, TensorSplit, make_loader
 from tcsnn.data.transforms import CHANNEL_STATS, Whiten, attach_whitening, random_hflip, random_shift
 

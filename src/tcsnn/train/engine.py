@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -492,7 +491,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: 
             if created:
                 lock.path.unlink(missing_ok=True)
                 if not any(run_dir.iterdir()):
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                    run_dir.rmdir()
 
     try:
         dist.agree(take_folder)
