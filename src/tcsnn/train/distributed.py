@@ -101,11 +101,18 @@ class Dist:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
-    def close(self) -> None:
-        """Leave the process group if :func:`init_distributed` joined it."""
+    def close(self, *, wait: bool = True) -> None:
+        """Leave the process group if :func:`init_distributed` joined it.
+
+        ``wait``: first wait for every process (after a run that ended normally on all of them): tearing gloo down
+        while a peer still works aborts the process ("terminate called without an active exception").  After an
+        error a peer may never arrive, so the error path leaves without waiting.
+        """
         if self.initialised_here:
             import torch.distributed as dist
 
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
             self.initialised_here = False
 

@@ -441,9 +441,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     """
     dist = init_distributed(cfg.device)
     try:
-        return _train(cfg, Path(run_dir), resume, progress, dist)
-    finally:
-        dist.close()
+        last = _train(cfg, Path(run_dir), resume, progress, dist)
+    except BaseException:
+        dist.close(wait=False)
+        raise
+    dist.close()
+    return last
 
 
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: Dist) -> dict[str, Any]:
