@@ -10,3 +10,20 @@ TINY = {"image_size": 8, "channels": 4}
 
 def tiny_model() -> torch.nn.Module:
     return create_model("scnn_tiny", **TINY).eval()
+
+
+def write_jpegs(root, classes=("cat", "dog"), per_class=3, size=(24, 32)):
+    """root/{train,val}/<class>/<i>.jpg: a plain colour per class (red, blue) plus a little noise."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for label, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                # a plain colour per class, so the decoded image says which class it is
+                colour = [200, 30, 30] if label == 0 else [30, 30, 200]
+                noise = torch.randint(0, 10, (size[0], size[1], 3), generator=gen)
+                arr = (torch.tensor(colour) + noise).clamp(0, 255).to(torch.uint8).numpy()
+                Image.fromarray(arr).save(root / split / name / f"{i}.jpg", quality=95)
+    return root

@@ -150,11 +150,11 @@ def test_eval_and_simulate_commands_on_a_branched_checkpoint(tmp_path, monkeypat
     import dataclasses
     import json
 
-    from tcsnn.train.checkpoint import save_atomic
     from tcsnn.cli import main
     from tcsnn.data import load_arrays
     from tcsnn.metrics import decide
     from tcsnn.models import _MODELS
+    from tcsnn.train.checkpoint import save_atomic
     from tcsnn.train.config import TrainConfig
 
     monkeypatch.setitem(_MODELS, "inception_digits", _digits_inception)

@@ -34,7 +34,7 @@ def test_run_folder_holds_config_metrics_checkpoint(tmp_path):
     saved = json.loads((folder / "config.json").read_text())
     assert saved["config"]["recipe"] == "digits" and "torch" in saved["versions"]
     lines = read_metrics(folder)
-    assert [m["epoch"] for m in lines] == [0, 1]
+    assert [m["epoch"] for m in lines] == [1, 2]  # counted from 1, as printed
     for key in ("test_accuracy", "spike_share", "spike_share_per_layer", "energy_per_image_J",
                 "mean_decision_time", "no_decision_rate", "train_spike_share_per_layer"):
         assert key in lines[-1]
@@ -119,7 +119,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, capsys, extra, old_layout):
     for key in ("state_dict", "train_state_dict") if extra else ("state_dict",):
         for k in full[key]:
             torch.testing.assert_close(full[key][k], cut[key][k], rtol=0, atol=0)
-    assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [0, 1]
+    assert [m["epoch"] for m in read_metrics(tmp_path / "cut")] == [1, 2]
 
 
 def test_weight_average_is_what_is_shipped_and_evaluated(tmp_path):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 THREADS_HELP = ("CPU threads of the spike-time kernels and of torch, >= 1 (default: chosen by tcsnn; on a busy "
                 "machine fewer threads are often faster)")
@@ -30,3 +34,19 @@ def apply_threads(threads: int | None) -> None:
         from tcsnn import set_num_threads
 
         set_num_threads(threads)
+
+
+DEVICE_HELP = ("where to compute: auto (default: the first GPU if CUDA is available, else the CPU), cpu, cuda or "
+               "cuda:N")
+
+
+def add_device_argument(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--device auto|cpu|cuda|cuda:N`` (checked when used: :func:`tcsnn.train.distributed.resolve_device`)."""
+    p.add_argument("--device", default=default, metavar="DEVICE", help=DEVICE_HELP)
+
+
+def device_from_args(name: str | None) -> torch.device:
+    """The torch device of ``--device`` (None: auto)."""
+    from tcsnn.train.distributed import resolve_device
+
+    return resolve_device(name or "auto")

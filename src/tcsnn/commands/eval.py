@@ -6,13 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tcsnn.commands._options import add_threads_argument, apply_threads
+from tcsnn.commands._options import add_device_argument, add_threads_argument, apply_threads, device_from_args
 
 
 def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint",
-                       help="checkpoint file or run folder of `tcsnn train`, or a quantised export of `tcsnn robustness`")
+                       help="checkpoint file or run folder of `tcsnn train`, or a quantised export of "
+                            "`tcsnn robustness`")
     which.add_argument("--pretrained", metavar="NAME",
                        help="a model shipped with tcsnn, named after its recipe (e.g. mnist); see tcsnn.pretrained")
     p.add_argument("--data-root", default=None,
@@ -21,6 +22,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=500, help="test images per forward pass (default 500)")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (as in train and robustness)")
+    add_device_argument(p)
     add_threads_argument(p)
 
 
@@ -46,6 +48,8 @@ def run_cli(args: argparse.Namespace) -> int:
     x, y = load_test_split(cfg, args.data_root, args.limit, where=where)
     dtype = next(model.parameters()).dtype
     check_inference_memory(model, tuple(x.shape[1:]), min(args.batch_size, x.shape[0]), dtype, flag="--batch-size")
+    device = device_from_args(args.device)
+    model, x, y = model.to(device), x.to(device), y.to(device)
     m = evaluate(model, x, y, batch_size=args.batch_size, progress=not args.no_progress)
     print(format_metrics(m))
     if args.json:

@@ -36,7 +36,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give a file name, e.g. {Path(args.out) / 'model.nir'}")
     trained = load_trained(args.checkpoint)
-    model, config = trained.model, trained.config
+    model = trained.model
     if args.input_shape is not None:
         shape = tuple(args.input_shape)
     else:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tcsnn.commands._options import add_threads_argument, apply_threads
+from tcsnn.commands._options import add_device_argument, add_threads_argument, apply_threads, device_from_args
 
 # The defaults of :func:`tcsnn.robustness.run_sweep` and the rules of :mod:`tcsnn.quant`, spelled out here so that
 # building the parser does not import torch (tests/test_cli.py checks they agree).
@@ -62,6 +62,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-quantized", action="store_true",
                    help="also write OUT/quantized-<b>bit.pt (integer codes + scales) for every --bits width")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_argument(p)
     add_threads_argument(p)
 
 
@@ -133,6 +134,8 @@ def run_cli(args: argparse.Namespace) -> int:
         layers = [by_label.get(n, n) for n in layers]  # printed names -> module names
         select_layers(model, layers)
     x, y = load_test_split(cfg, args.data_root, args.limit, where=ckpt_path)
+    device = device_from_args(args.device)
+    model, x, y = model.to(device), x.to(device), y.to(device)
     spec = EvalSpec(batch_size=args.batch_size)
     encoder = model.encoder  # the checkpoint's own input encoding
     settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),

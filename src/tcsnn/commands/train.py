@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tcsnn.commands._options import add_threads_argument, apply_threads
+from tcsnn.commands._options import add_device_argument, add_threads_argument, apply_threads
 from tcsnn.train.config import TrainConfig  # light: dataclasses only, no torch
 
 
@@ -42,12 +43,14 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, VALUE parsed as JSON (e.g. --set alpha=2.0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
+    add_device_argument(p)
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="DataLoader worker processes (default 0: batches are fetched by the training process)")
     add_threads_argument(p)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    from tcsnn.train.recipes import get_recipe
-
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config values the user gave: ``--config`` file, then ``--set``, then the flags (later ones win)."""
     overrides: dict[str, Any] = {}
     if args.config:
         path = Path(args.config)
@@ -70,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     flags = {"data_root": args.data_root, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
              "loss": args.loss, "quant_epochs_per_step": args.quant_epochs_per_step, "quant_scale": args.quant_scale,
              "quant_grid": args.quant_grid, "quant_bias_bits": args.quant_bias_bits,
-             "train_limit": args.train_limit, "test_limit": args.test_limit}
+             "train_limit": args.train_limit, "test_limit": args.test_limit,
+             "device": getattr(args, "device", None), "num_workers": getattr(args, "num_workers", None)}
     if args.quant_bits:
         try:
             flags["quant_bits"] = [int(b) for b in args.quant_bits.split(",")]
@@ -84,7 +88,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"bad config: unknown keys {unknown}")
-    return get_recipe(args.recipe or "digits", **overrides)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from tcsnn.train.recipes import get_recipe
+
+    return get_recipe(args.recipe or "digits", **overrides_from_args(args))
 
 
 def _same_value(field: str, a: Any, b: Any) -> bool:
@@ -130,24 +140,34 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ValueError("--resume needs --out RUN_DIR (the run folder to continue)")
     saved = Path(args.out or "") / "checkpoint.pt"
     if args.resume and saved.exists():
-        # The run's own config is authoritative (recipe defaults may have changed since); only --epochs may
-        # change, and any other flag must agree with it (train() checks).
+        # The run's own config is authoritative (recipe defaults may have changed since); only --epochs (and
+        # where it runs: --device, --num-workers) may change, and any other value given must equal the saved one.
+        from tcsnn.train.config import RUNTIME_FIELDS
+
         base = TrainConfig.from_dict(load_checkpoint(saved)["config"])
-        cfg = dataclasses.replace(base, epochs=args.epochs or base.epochs)
         if args.recipe is not None and args.recipe != base.recipe:
             raise ValueError(f"--resume: {saved} is a {base.recipe!r} run, not {args.recipe!r}")
-        asked = config_from_args(args)
-        for f in ("data_root", "batch_size", "seed", "loss", "quant_bits", "train_limit", "test_limit"):
-            flag = getattr(args, f, None)
-            if flag is not None and not _same_value(f, getattr(asked, f), getattr(cfg, f)):
-                raise ValueError(f"--resume: {f} is {getattr(cfg, f)!r} in this run; it cannot change to {flag!r}")
+        asked = overrides_from_args(args)
+        changed = [f"{key} is {getattr(base, key)!r} in this run, not {value!r}" for key, value in asked.items()
+                   if key not in ("epochs", *RUNTIME_FIELDS) and not _same_value(key, value, getattr(base, key))]
+        if changed:
+            raise ValueError("--resume cannot change the run's config: " + "; ".join(changed)
+                             + " (only --epochs may change)")
+        runtime = {k: asked[k] for k in RUNTIME_FIELDS if k in asked}
+        cfg = dataclasses.replace(base, epochs=args.epochs or base.epochs, **runtime)
     else:
         cfg = config_from_args(args)
+    from tcsnn.train.distributed import resolve_device
+
+    resolve_device(cfg.device)  # a missing GPU is one line before anything is printed or made
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    _check_out_and_memory(cfg, out)
-    print(f"run folder: {out}", file=sys.stderr)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks and checks the folder
+    if main:
+        _check_out_and_memory(cfg, out)
+        print(f"run folder: {out}", file=sys.stderr)
     last = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(f"final: test accuracy {last.get('test_accuracy', float('nan')):.2%}, "
-          f"neurons spiking {last.get('spike_share', float('nan')):.1%}, "
-          f"energy {last.get('energy_per_image_J', float('nan')) * 1e9:.2f} nJ/image  ({out})")
+    if main:
+        print(f"final: test accuracy {last.get('test_accuracy', float('nan')):.2%}, "
+              f"neurons spiking {last.get('spike_share', float('nan')):.1%}, "
+              f"energy {last.get('energy_per_image_J', float('nan')) * 1e9:.2f} nJ/image  ({out})")
     return 0

@@ -1,4 +1,4 @@
-"""Data: file-format parsers, datasets and the whole-split loader, training transforms."""
+"""Data: file-format parsers, datasets (in-memory splits, class folders), loaders, training transforms."""
 
 from tcsnn.data.datasets import (
     CIFAR10,
@@ -14,6 +14,7 @@ from tcsnn.data.datasets import (
     dataset_info,
     load_arrays,
 )
+from tcsnn.data.folder import ImageFolder
 from tcsnn.data.formats import (
     CIFAR_CHANNELS,
     CIFAR_PIXELS,
@@ -26,9 +27,11 @@ from tcsnn.data.formats import (
     read_cifar_pickle,
     read_idx,
 )
-from tcsnn.data.transforms import random_shift
+from tcsnn.data.loaders import EpochBatchSampler, TensorSplit, make_loader
+from tcsnn.data.transforms import CHANNEL_STATS, Whiten, attach_whitening, random_hflip, random_shift
 
 __all__ = [
+    "CHANNEL_STATS",
     "CIFAR10",
     "CIFAR_CHANNELS",
     "CIFAR_PIXELS",
@@ -40,14 +43,21 @@ __all__ = [
     "DIGITS_TRAIN_FRACTION",
     "DatasetInfo",
     "Digits8x8",
+    "EpochBatchSampler",
     "FashionMNIST",
     "IDX_DTYPES",
     "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC",
+    "ImageFolder",
     "MNIST",
+    "TensorSplit",
     "UINT8_PIXEL_MAX",
+    "Whiten",
+    "attach_whitening",
     "dataset_info",
     "load_arrays",
+    "make_loader",
+    "random_hflip",
     "random_shift",
     "read_cifar_bin",
     "read_cifar_pickle",

@@ -33,8 +33,9 @@ def layer_labels(model: nn.Module) -> dict[str, str]:
     """Readable names of the spiking layers, keyed by their :func:`spiking_layers` names, in forward order.
 
     Convolutions are ``conv1, conv2, ...``, linear layers ``fc1, fc2, ...``, and the last spiking layer (the
-    output neurons) is ``out``: ``scnn_mnist`` gives ``{"features.0": "conv1", "features.2": "conv2", "classifier.0": "out"}``.  Printed
-    tables and plots use them; results stay keyed by the module names.
+    output neurons) is ``out``: ``scnn_mnist`` gives
+    ``{"features.0": "conv1", "features.2": "conv2", "classifier.0": "out"}``.  Printed tables and plots use
+    them; results stay keyed by the module names.
     """
     layers = spiking_layers(model)
     labels: dict[str, str] = {}

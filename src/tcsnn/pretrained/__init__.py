@@ -157,10 +157,9 @@ def pack_pretrained(
     :func:`tcsnn.metrics.evaluate`; nothing is copied from the run's logs.  ``root`` gets ``<name>.pt`` and an
     updated ``manifest.json`` (created if missing), both written atomically.
     """
-    from tcsnn.train.checkpoint import save_atomic
     from tcsnn.data import load_arrays
     from tcsnn.metrics import evaluate
-    from tcsnn.train.checkpoint import load_checkpoint, load_model
+    from tcsnn.train.checkpoint import load_checkpoint, load_model, save_atomic
 
     if not name or Path(name).name != name or name.startswith("."):
         raise ValueError(f"pretrained name must be a plain file-name stem, got {name!r}")

@@ -111,7 +111,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     The config is the run's flat :class:`tcsnn.train.config.TrainConfig` as a dict: ``config["dataset"]``,
     ``config["data_root"]``, ``config["encoding"]`` (the kind, ``"inverted"`` or ``"direct"``),
     ``config["alpha"]``, ``config["dtype"]``, ``config["quant_bits"]``, ...  A quantisation-aware run's
-    model comes back quantised to the width of its last trained epoch (``tcsnn.quant.set_weight_bits``).
+    model comes back quantised to the width of its last trained epoch (``tcsnn.quant.set_weight_bits``), and
+    a run trained with ``normalize`` whitens its pixels before the encoder (:func:`tcsnn.data.attach_whitening`).
     """
     from tcsnn.models import create_model
 
@@ -131,5 +132,9 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                                              int(ckpt.get("epoch", 0))),
                         scale=config.get("quant_scale", "max"), grid=config.get("quant_grid", "symmetric"),
                         bias_bits=config.get("quant_bias_bits"))
+    if config.get("normalize"):
+        from tcsnn.data.transforms import attach_whitening
+
+        attach_whitening(model, config["dataset"])
     model.eval()
     return model, config

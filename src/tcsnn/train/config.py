@@ -35,6 +35,16 @@ def _is_kind(value: Any, kind: str) -> bool:
     raise AssertionError(kind)
 
 
+#: Values of ``TrainConfig.augment``.
+AUGMENTS: tuple[str | None, ...] = (None, "cifar", "imagenet")
+#: Values of ``TrainConfig.optimizer``.
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+#: Fields that say where and how fast a run computes, not what it computes: ``--resume`` may change them.
+RUNTIME_FIELDS: tuple[str, ...] = ("device", "num_workers")
+#: Pixel shift of CIFAR-10's random crop (zero padding on each side, paper section 4.1).
+CIFAR_CROP_PADDING: int = 4
+
+
 @dataclass
 class TrainConfig:
     """Everything a run depends on; defaults in code, recipes and CLI flags override them."""
@@ -83,6 +93,23 @@ class TrainConfig:
     distill_checkpoint: str | None = None
     distill_weight: float = 0.5
     distill_temperature: float = 4.0
+    #: where the run computes: auto (the first GPU if CUDA is available, else the CPU) | cpu | cuda | cuda:N.
+    #: Under torchrun, process LOCAL_RANK takes GPU LOCAL_RANK.  Not part of what --resume compares.
+    device: str = "auto"
+    #: DataLoader worker processes (0: batches are fetched in the training process).  Not compared on --resume.
+    num_workers: int = 0
+    #: training augmentation: None | "cifar" (random crop of the 4-pixel zero-padded image + horizontal flip) |
+    #: "imagenet" (random-resized crop to image_size + horizontal flip); applied after augment_shift
+    augment: str | None = None
+    #: per-channel standardisation of the pixels with the data set's channel mean/std, mapped back onto [0, 1]
+    #: (tcsnn.data.transforms.Whiten), after augmentation and before the encoder, in training and evaluation
+    normalize: bool = False
+    #: image side for dataset="imagenet": training crops to it, evaluation resizes to 256/224 of it and crops
+    image_size: int | None = None
+    #: adam | sgd (with momentum); weight_decay is the optimiser's own decoupled-from-loss L2 (both optimisers)
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -114,10 +141,32 @@ class TrainConfig:
             (self.quant_grid in GRIDS, f"unknown quant_grid {self.quant_grid!r}; choose from {', '.join(GRIDS)}"),
             (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], got {self.distill_weight}"),
             (self.distill_temperature > 0, f"distill_temperature must be > 0, got {self.distill_temperature}"),
+            (self.train_limit is None or self.train_limit >= 1,
+             f"train_limit must be >= 1 (or unset for the whole split), got {self.train_limit}"),
+            (self.test_limit is None or self.test_limit >= 1,
+             f"test_limit must be >= 1 (or unset for the whole split), got {self.test_limit}"),
+            (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
+            (self.augment in AUGMENTS, f"unknown augment {self.augment!r}; choose one of "
+             + ", ".join(map(str, AUGMENTS))),
+            (self.image_size is None or self.image_size >= 1, f"image_size must be >= 1, got {self.image_size}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of "
+             + ", ".join(OPTIMIZERS)),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"bad config: {msg}")
+        from tcsnn.train.distributed import check_device_name
+
+        try:
+            check_device_name(self.device)
+        except ValueError as exc:
+            raise ValueError(f"bad config: {exc}") from exc
+        if self.augment == "imagenet" and self.dataset != "imagenet":
+            raise ValueError(f"bad config: augment='imagenet' needs dataset='imagenet', not {self.dataset!r}")
+        if self.dataset == "imagenet" and self.image_size is None:
+            raise ValueError("bad config: dataset='imagenet' needs image_size (e.g. 224)")
         if self.quant_bits is not None and any(int(b) < 2 for b in self.quant_bits):
             raise ValueError(f"bad config: quant_bits must all be >= 2, got {self.quant_bits}")
         if self.quant_bias_bits is not None:
