@@ -86,7 +86,7 @@ def build(name: str, cin: int, cout: int, side: int, batch: int, backend: str | 
                                   nn.Conv2d(32, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                                   nn.Linear(784, 10))
         else:
-            model = create_model("scnn_mnist")
+            model = create_model("scnn_mnist").body  # spike values in, as the layer rows
             for m in model.modules():
                 if hasattr(m, "backend"):
                     m.backend = backend

@@ -185,7 +185,7 @@ def test_bad_config_is_named(kw, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kw)
     with pytest.raises(ValueError, match="unknown recipe"):
-        get_recipe("imagenet")
+        get_recipe("no-such-recipe")
     assert {"digits", "mnist", "fashion-mnist"} <= set(list_recipes())
 
 
