@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,14 +31,19 @@ def decide(z_out: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @contextmanager
-def count_spikes(model: nn.Module):
-    """Context manager yielding a dict name -> [spikes, neurons] accumulated by forward hooks."""
-    counts: dict[str, list[int]] = {name: [0, 0] for name, _ in spiking_layers(model)}
+def count_spikes(model: nn.Module, active: list[bool] | None = None) -> Iterator[dict[str, list[Any]]]:
+    """Context manager yielding ``name -> [spikes, neurons]`` summed by forward hooks on the spiking layers.
+
+    ``spikes`` is a tensor on the model's device (no host sync per step; ``int()`` it when reading), ``neurons`` an
+    int.  With ``active`` given, a forward counts only while ``active[0]`` is true.
+    """
+    counts: dict[str, list[Any]] = {name: [0, 0] for name, _ in spiking_layers(model)}
     handles = []
     for name, module in spiking_layers(model):
         def hook(_m: nn.Module, _inp: Any, out: Tensor, name: str = name) -> None:
-            counts[name][0] += int(torch.isfinite(out).sum())
-            counts[name][1] += out.numel()
+            if active is None or active[0]:
+                counts[name][0] = counts[name][0] + torch.isfinite(out).sum()
+                counts[name][1] += out.numel()
         handles.append(module.register_forward_hook(hook))
     try:
         yield counts
@@ -85,6 +91,7 @@ def evaluate(
             correct += int((decided & (pred == yb)).sum())
             decided_n += int(decided.sum())
             t_sum += float(torch.log(z_out.min(dim=1).values[decided].double()).sum())
+    counts = {k: [int(c[0]), c[1]] for k, c in counts.items()}  # one host sync, after the loop
     spikes = sum(c[0] for c in counts.values())
     neurons = sum(c[1] for c in counts.values())
     metrics: dict[str, Any] = {

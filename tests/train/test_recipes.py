@@ -5,13 +5,12 @@ import math
 
 import pytest
 
+from conftest import SHARED_DATA
 from helpers import write_jpegs
 from tcsnn.cli import main
 from tcsnn.models import smoke_config
 from tcsnn.train.engine import train
 from tcsnn.train.recipes import get_recipe
-
-from conftest import SHARED_DATA
 
 CIFAR = SHARED_DATA / "cifar10"
 

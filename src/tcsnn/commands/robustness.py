@@ -6,7 +6,6 @@ The library part is :mod:`tcsnn.robustness`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -66,16 +65,10 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     add_threads_argument(p)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def run_cli(args: argparse.Namespace) -> int:
 
+    from tcsnn.io import sha256_file
     from tcsnn.loading import load_test_split, resolve_checkpoint
     from tcsnn.nn.introspect import layer_labels
     from tcsnn.quant import (
@@ -138,7 +131,7 @@ def run_cli(args: argparse.Namespace) -> int:
     model, x, y = model.to(device), x.to(device), y.to(device)
     spec = EvalSpec(batch_size=args.batch_size)
     encoder = model.encoder  # the checkpoint's own input encoding
-    settings = {"checkpoint_sha256": _sha256(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
+    settings = {"checkpoint_sha256": sha256_file(ckpt_path), "dataset": cfg["dataset"], "n_test": int(x.shape[0]),
                 "encoding": encoder.kind, "alpha": encoder.alpha,
                 "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "draws": args.draws, "seed": args.seed, "scale": args.scale, "grid": args.grid,

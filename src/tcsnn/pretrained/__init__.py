@@ -14,15 +14,14 @@ Command line: ``tcsnn eval --pretrained NAME --data-root DIR [--json FILE]``.  M
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from tcsnn.io import sha256_file, write_json
 
 #: The folder that holds the shipped manifest and weight files.
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -104,13 +103,6 @@ def pretrained_entry(name: str, root: str | Path | None = None) -> PretrainedEnt
     return entries[name]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def load_pretrained(name: str, *, root: str | Path | None = None) -> nn.Module:
     """The pretrained :class:`tcsnn.nn.SpikingNetwork` ``name`` in eval mode, its file checked against the manifest.
@@ -126,25 +118,12 @@ def load_pretrained(name: str, *, root: str | Path | None = None) -> nn.Module:
     path = _root(root) / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"pretrained model {name!r}: weight file {path} is missing")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != entry.sha256:
         raise ValueError(f"pretrained model {name!r}: {path} has SHA-256 {digest}, the manifest says {entry.sha256} "
                          "(a damaged or replaced file)")
     model, _ = load_model(path)
     return model
-
-
-def _write_json_atomic(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def pack_pretrained(
@@ -177,7 +156,7 @@ def pack_pretrained(
     weight_file = root / f"{name}.pt"
     save_atomic({k: (config if k == "config" else ckpt[k]) for k in _KEEP if k in ckpt}, weight_file)
     entry = PretrainedEntry(
-        name=name, file=weight_file.name, sha256=_sha256(weight_file), recipe=recipe, model=ckpt["model"],
+        name=name, file=weight_file.name, sha256=sha256_file(weight_file), recipe=recipe, model=ckpt["model"],
         dataset=config["dataset"], test_accuracy=full["test_accuracy"], n_test=int(full["n_test"]),
         first_n=min(first_n, int(full["n_test"])), first_n_accuracy=first["test_accuracy"], command=command,
     )
@@ -185,7 +164,7 @@ def pack_pretrained(
     doc = json.loads(path.read_text()) if path.is_file() else {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "models": {}}
     doc["models"][name] = {k: v for k, v in asdict(entry).items() if k != "name"}
-    _write_json_atomic(doc, path)
+    write_json(path, doc, sort_keys=True)
     return entry
 
 

@@ -42,8 +42,6 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -214,26 +212,6 @@ class _Forward(nn.Module):
         return z, self.model.body(z)
 
 
-@contextmanager
-def _spike_counts(model: nn.Module, on: list[bool]) -> Iterator[dict[str, list[Any]]]:
-    """name -> [spikes (device tensor), neurons (int)] summed by forward hooks while ``on[0]`` (no host sync)."""
-    from tcsnn.nn.introspect import spiking_layers
-
-    counts: dict[str, list[Any]] = {name: [0, 0] for name, _ in spiking_layers(model)}
-    handles = []
-    for name, module in spiking_layers(model):
-        def hook(_m: nn.Module, _inp: Any, out: Tensor, name: str = name) -> None:
-            if on[0]:
-                counts[name][0] = counts[name][0] + torch.isfinite(out).sum()
-                counts[name][1] += out.numel()
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield counts
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _step_generator(cfg: TrainConfig, epoch: int, cpu_gen: torch.Generator, device: torch.device) -> torch.Generator:
     """The generator of the epoch's shifts and noise: on CPU the epoch generator itself (it drew the order first),
     on another device one of that device seeded from ``(seed, epoch)``."""
@@ -261,7 +239,7 @@ def train_one_epoch(
     from tcsnn.data.loaders import EpochBatchSampler, epoch_order, make_loader, shard
     from tcsnn.data.transforms import apply_flip, apply_shift, draw_flip, draw_shift
     from tcsnn.functional.loss import classification_loss, distillation_loss, l2_penalty, weight_sum_penalty
-    from tcsnn.metrics import decide
+    from tcsnn.metrics import count_spikes, decide
     from tcsnn.nn.network import SpikingNetwork
     from tcsnn.quant.attach import effective_weight_layers
 
@@ -299,7 +277,7 @@ def train_one_epoch(
     counting = [True]
     bar = tqdm(total=len(sampler), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                leave=False, file=sys.stderr)
-    with _spike_counts(model, counting) as counts:
+    with count_spikes(model, counting) as counts:
         for step, ((_start, size), (x, y)) in enumerate(zip(sampler.global_batches(), loader, strict=True)):
             lo, hi = shard(size, dist.rank, world)
             real = hi > lo  # else this process got a stand-in image and weight 0 (the batch is shorter than world)
@@ -378,7 +356,7 @@ def validate(model: nn.Module, splits: Splits, cfg: TrainConfig, dist: Dist | No
 
     from tcsnn._constants import ENERGY_PER_SPIKE_J
     from tcsnn.data.loaders import _keep_batch, shard
-    from tcsnn.metrics import decide
+    from tcsnn.metrics import count_spikes, decide
     from tcsnn.nn.introspect import layer_labels
 
     dist = dist or Dist(device=next(model.parameters()).device)
@@ -391,7 +369,7 @@ def validate(model: nn.Module, splits: Splits, cfg: TrainConfig, dist: Dist | No
     correct = torch.zeros((), dtype=torch.int64, device=device)
     decided_n = torch.zeros((), dtype=torch.int64, device=device)
     t_sum = torch.zeros((), dtype=torch.float64, device=device)
-    with _spike_counts(model, [True]) as counts:
+    with count_spikes(model) as counts:
         for x, y in (loader if hi > lo else []):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             z_out = model.body(model.encoder(x))  # (B, K)
