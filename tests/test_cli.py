@@ -23,7 +23,7 @@ def test_python_dash_m_works():
 @pytest.mark.parametrize(
     "argv,match",
     [
-        (["train", "--recipe", "imagenet"], "unknown recipe 'imagenet'"),
+        (["train", "--recipe", "no-such-recipe"], "unknown recipe 'no-such-recipe'"),
         (["train", "--recipe", "mnist"], "--data-root"),
         (["train", "--recipe", "mnist", "--data-root", "/nonexistent/dir"], "/nonexistent/dir"),
         (["train", "--set", "alpha"], "KEY=VALUE"),

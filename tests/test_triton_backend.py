@@ -265,7 +265,8 @@ def test_rejects_other_dtypes():
 def test_gpu_check_smoke(tmp_path):
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(Path(tcsnn.__file__).resolve().parents[1])}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--out", str(tmp_path),
+         "--train-minutes", "0.05"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -274,5 +275,6 @@ def test_gpu_check_smoke(tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result["stages"]["exactness"]["ok"], result["stages"]["exactness"]
     assert result["stages"]["ratios"]["ok"] and result["stages"]["ratios"]["rows"]
+    assert result["stages"]["train"]["ok"], result["stages"]["train"]  # the SpikingVGG16 stage, tiny
     assert result["stages"]["profile"]["ok"] and result["stages"]["profile"]["rows"][0]["top"]
     assert (tmp_path / "gpu_check.md").exists()

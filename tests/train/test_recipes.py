@@ -1,6 +1,7 @@
 """The deep-network recipes end to end on tiny data: cifar10 / cifar10-small on the first CIFAR-10 images,
 imagenet (SpikingGoogLeNet under SGD) on a class folder of JPEGs the test writes itself."""
 
+import json
 import math
 
 import pytest
@@ -9,7 +10,6 @@ from conftest import SHARED_DATA
 from helpers import write_jpegs
 from tcsnn.cli import main
 from tcsnn.models import smoke_config
-from tcsnn.train.engine import train
 from tcsnn.train.recipes import get_recipe
 
 CIFAR = SHARED_DATA / "cifar10"
@@ -27,12 +27,15 @@ def test_the_recipes_hold_the_papers_settings():
     assert get_recipe("cifar10-small").model == "spiking_vgg_small"
 
 
-def test_imagenet_recipe_trains_googlenet_on_a_class_folder(tmp_path):
+def test_imagenet_recipe_trains_googlenet_on_a_class_folder(tmp_path, capsys):
     root = write_jpegs(tmp_path / "imgs", per_class=4, size=(40, 48))
     kwargs = {**smoke_config("spiking_googlenet"), "num_classes": 2}
-    cfg = get_recipe("imagenet", data_root=str(root), image_size=kwargs["image_size"], model_kwargs=kwargs,
-                     epochs=1, batch_size=4, eval_batch_size=4, num_workers=0)
-    last = train(cfg, tmp_path / "run", progress=False)
+    assert main(["train", "--recipe", "imagenet", "--data-root", str(root), "--epochs", "1", "--batch-size", "4",
+                 "--out", str(tmp_path / "run"), "--no-progress", "--set", f"image_size={kwargs['image_size']}",
+                 "--set", f"model_kwargs={json.dumps(kwargs)}", "--set", "eval_batch_size=4",
+                 "--set", "num_workers=0"]) == 0
+    capsys.readouterr()
+    (last,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert last["epoch"] == 1 and last["n_test"] == 8
     assert math.isfinite(last["train_loss"]) and 0.0 <= last["test_accuracy"] <= 1.0
     assert any(k.startswith("inception_") for k in last["spike_share_per_layer"])  # branch layers by name
@@ -46,7 +49,7 @@ def test_cifar_recipes_train_and_evaluate_on_the_first_images(tmp_path, recipe, 
     run = tmp_path / "run"
     args = ["train", "--recipe", recipe, "--data-root", str(CIFAR), "--epochs", "1", "--train-limit", "64",
             "--test-limit", "32", "--batch-size", "16", "--out", str(run), "--no-progress",
-            "--set", f"model_kwargs={__import__('json').dumps(smoke_config(model))}"]
+            "--set", f"model_kwargs={json.dumps(smoke_config(model))}"]
     assert main(args) == 0
     logged = capsys.readouterr().err
     assert "epoch 1/1" in logged

@@ -120,14 +120,20 @@ def _check_out_and_memory(cfg: TrainConfig, out: Path) -> None:
     # a run folder is written by one run at a time: temp files in it are left by killed saves (any version)
     for stale in clean_stale_temps(out, legacy=True):
         print(f"removed {stale.name}, left by an interrupted save", file=sys.stderr)
-    info = dataset_info(cfg.dataset)
-    n_train = min(info.num_train, cfg.train_limit or info.num_train)
-    n_test = min(info.num_test, cfg.test_limit or info.num_test)
+    if cfg.dataset == "imagenet":  # class folders: RGB crops of image_size; their counts are read later
+        shape: tuple[int, ...] = (3, cfg.image_size or 224, cfg.image_size or 224)
+        n_train = cfg.train_limit or cfg.batch_size
+        n_test = cfg.test_limit or cfg.eval_batch_size
+    else:
+        info = dataset_info(cfg.dataset)
+        shape = info.shape
+        n_train = min(info.num_train, cfg.train_limit or info.num_train)
+        n_test = min(info.num_test, cfg.test_limit or info.num_test)
     try:
         model = build_model(cfg)
     except TypeError as exc:  # e.g. hidden=[1e9]: a float where the builder needs an integer
         raise ValueError(f"bad config: model_kwargs {cfg.model_kwargs} do not fit model {cfg.model!r}: {exc}") from exc
-    check_train_memory(model, info.shape, min(cfg.batch_size, n_train),
+    check_train_memory(model, shape, min(cfg.batch_size, n_train),
                        min(cfg.eval_batch_size, n_test), getattr(torch, cfg.dtype))
 
 
