@@ -286,6 +286,15 @@ def _to_numpy(t: Any) -> np.ndarray:
     return t.detach().cpu().to(torch.float64).numpy()
 
 
+def _tap_rows(n_out: int, stride: int, pad: int, offset: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Along one axis, the outputs whose window tap ``offset`` lands on a real input, and those inputs:
+    ``(o, i)`` with ``i = o * stride - pad + offset`` in ``[0, size)`` (taps in the padding never spike)."""
+    o = np.arange(n_out)
+    i = o * stride - pad + offset
+    keep = (i >= 0) & (i < size)
+    return o[keep], i[keep]
+
+
 def _conv_edges(
     weight: np.ndarray, in_shape: tuple[int, ...], stride: int, pad: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int]]:
@@ -298,13 +307,9 @@ def _conv_edges(
     chan_in = np.arange(n_c)[:, None, None] * (height * width)  # (C, 1, 1)
     chan_out = np.arange(n_o)[:, None, None] * (h_out * w_out)  # (O, 1, 1)
     for ky in range(k):
-        oy = np.arange(h_out)
-        y = oy * stride - pad + ky
-        oy, y = oy[(y >= 0) & (y < height)], y[(y >= 0) & (y < height)]
+        oy, y = _tap_rows(h_out, stride, pad, ky, height)
         for kx in range(k):
-            ox = np.arange(w_out)
-            x = ox * stride - pad + kx
-            ox, x = ox[(x >= 0) & (x < width)], x[(x >= 0) & (x < width)]
+            ox, x = _tap_rows(w_out, stride, pad, kx, width)
             if oy.size == 0 or ox.size == 0:
                 continue
             s = chan_in + (y[:, None] * width + x[None, :])[None]  # (C, Y, X)
@@ -331,13 +336,9 @@ def _pool_edges(
     c = np.arange(n_c)[:, None, None]
     src, dsts = [], []
     for ky in range(k):
-        oy = np.arange(h_out)
-        y = oy * stride - pad + ky
-        oy, y = oy[(y >= 0) & (y < height)], y[(y >= 0) & (y < height)]
+        oy, y = _tap_rows(h_out, stride, pad, ky, height)
         for kx in range(k):
-            ox = np.arange(w_out)
-            x = ox * stride - pad + kx
-            ox, x = ox[(x >= 0) & (x < width)], x[(x >= 0) & (x < width)]
+            ox, x = _tap_rows(w_out, stride, pad, kx, width)
             if oy.size == 0 or ox.size == 0:
                 continue
             src.append(((c * height + y[None, :, None]) * width + x[None, None, :]).ravel())
