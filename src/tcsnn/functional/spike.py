@@ -204,20 +204,31 @@ def spike_conv2d(
     return _conv(z, weight, bias, stride, pad, _resolve_backend(backend, z))
 
 
+def check_pool_padding(padding: object, kernel_size: int) -> int:
+    """``padding`` of an earliest-spike pool: an int in ``[0, kernel_size // 2]`` (every window keeps a real input)."""
+    if isinstance(padding, bool) or not isinstance(padding, int) or not 0 <= padding <= kernel_size // 2:
+        raise ValueError(f"padding must be an int in [0, kernel_size // 2], got {padding!r}")
+    return padding
+
+
 def spike_max_pool2d(
-    z: Tensor, kernel_size: int, stride: int | None = None, *, backend: Backend = "auto"
+    z: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, *, backend: Backend = "auto"
 ) -> Tensor:
     """Max-pooling of spike times = the earliest spike (min z) of each window.  (B, C, H, W) -> (B, C, H', W').
 
-    Every backend computes ``-max_pool2d(-z)`` (ties: the first window entry gets the gradient); ``backend``
-    is validated like the layers' so a model can pass one name everywhere.
+    ``padding`` adds taps that never spike (``NO_SPIKE``) around the map: a window that overlaps the border takes
+    the earliest of its real inputs.  Every backend computes ``-max_pool2d(-z)``, whose implicit ``-inf`` padding
+    is exactly such a tap (ties: the first window entry gets the gradient); ``backend`` is validated like the
+    layers' so a model can pass one name everywhere.
     """
     if not isinstance(z, Tensor) or z.dim() != 4:
         raise ValueError(f"spike_max_pool2d expects (batch, channels, height, width), got {_describe(z)}")
     check_spike_input(z)
     kernel_size = _check_int(kernel_size, "kernel_size", 1)
     stride = _check_int(stride if stride is not None else kernel_size, "stride", 1)
-    if kernel_size > min(z.shape[2], z.shape[3]):
-        raise ValueError(f"pooling kernel_size={kernel_size} is larger than the input {tuple(z.shape[2:])}")
+    padding = check_pool_padding(padding, kernel_size)
+    if kernel_size > min(z.shape[2], z.shape[3]) + 2 * padding:
+        raise ValueError(f"pooling kernel_size={kernel_size} is larger than the input {tuple(z.shape[2:])}"
+                         + (f" with padding {padding}" if padding else ""))
     _resolve_backend(backend, z)
-    return -F.max_pool2d(-z, kernel_size, stride)
+    return -F.max_pool2d(-z, kernel_size, stride, padding)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tcsnn._constants import NO_SPIKE
 from tcsnn.functional import spike as _sp
 
 
@@ -109,15 +107,11 @@ class SpikingMaxPool2d(nn.Module):
     ) -> None:
         super().__init__()
         _sp._check_backend(backend)
-        if isinstance(padding, bool) or not isinstance(padding, int) or not 0 <= padding <= kernel_size // 2:
-            raise ValueError(f"padding must be an int in [0, kernel_size // 2], got {padding!r}")
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
-        self.padding, self.backend = padding, backend
+        self.padding, self.backend = _sp.check_pool_padding(padding, kernel_size), backend
 
     def forward(self, z: Tensor) -> Tensor:
-        if self.padding:  # padded taps never spike; every window keeps at least one real input
-            z = F.pad(z, (self.padding,) * 4, value=NO_SPIKE)
-        return _sp.spike_max_pool2d(z, self.kernel_size, self.stride, backend=self.backend)
+        return _sp.spike_max_pool2d(z, self.kernel_size, self.stride, self.padding, backend=self.backend)
 
     def extra_repr(self) -> str:
         pad = f", padding={self.padding}" if self.padding else ""
