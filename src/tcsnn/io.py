@@ -273,3 +273,9 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def relative_path(path: str | Path, folder: str | Path) -> str:
+    """``path`` relative to ``folder`` with POSIX separators (e.g. ``../run/checkpoint.pt``): what results files
+    record, so that the record stays true when the folders move together."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()

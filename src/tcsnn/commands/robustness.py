@@ -6,7 +6,6 @@ The library part is :mod:`tcsnn.robustness`.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,7 +67,7 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
 
-    from tcsnn.io import sha256_file
+    from tcsnn.io import relative_path, sha256_file
     from tcsnn.loading import load_test_split, resolve_checkpoint
     from tcsnn.nn.introspect import layer_labels
     from tcsnn.quant import (
@@ -142,7 +141,7 @@ def run_cli(args: argparse.Namespace) -> int:
                     draws=args.draws, seed=args.seed, scale=args.scale, grid=args.grid,
                     bias_bits=args.bias_bits, layers=layers,
                     # relative to the output folder: no machine-specific absolute path in the results
-                    source=Path(os.path.relpath(ckpt_path.resolve(), out.resolve())).as_posix(),
+                    source=relative_path(ckpt_path, out),
                     progress=not args.no_progress)
     if args.save_quantized:
         for b in bits:

@@ -30,11 +30,6 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
-def _relative_to(path: Path, folder: Path) -> str:
-    """``path`` relative to ``folder`` (POSIX separators), e.g. ``../run/checkpoint.pt``."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
-
-
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path,
                         help="checkpoint file or run folder of `tcsnn train`, or a quantised export")
@@ -59,7 +54,7 @@ def run_cli(args: argparse.Namespace) -> int:
     import torch
 
     from tcsnn import __version__, set_num_threads
-    from tcsnn.io import ensure_folder, write_csv, write_text
+    from tcsnn.io import ensure_folder, relative_path, write_csv, write_text
     from tcsnn.loading import load_test_split, load_trained
     from tcsnn.neuromorphic.sim import compile_network, format_summary, simulate_images, summarize
 
@@ -99,8 +94,8 @@ def run_cli(args: argparse.Namespace) -> int:
             for i, (r, label) in enumerate(zip(runs, y.tolist(), strict=True))))
         record = {
             # paths relative to the output folder: the record stays true when the folders move together
-            "settings": {"checkpoint": _relative_to(trained.path, out),
-                         "data_root": None if root is None else _relative_to(Path(root), out),
+            "settings": {"checkpoint": relative_path(trained.path, out),
+                         "data_root": None if root is None else relative_path(Path(root), out),
                          "dataset": config["dataset"], "encoding": {"kind": kind, "alpha": alpha},
                          "limit": args.limit,
                          "early_stop": args.early_stop, "threads": threads},

@@ -35,7 +35,7 @@ import functools
 import heapq
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -295,6 +295,19 @@ def _tap_rows(n_out: int, stride: int, pad: int, offset: int, size: int) -> tupl
     return o[keep], i[keep]
 
 
+def _window_taps(
+    out_hw: tuple[int, int], in_hw: tuple[int, int], k: int, stride: int, pad: int
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every tap ``(ky, kx)`` of a k x k window that lands on real inputs somewhere, with its output rows / cols
+    ``oy``, ``ox`` and the input rows / cols ``y``, ``x`` they read."""
+    for ky in range(k):
+        oy, y = _tap_rows(out_hw[0], stride, pad, ky, in_hw[0])
+        for kx in range(k):
+            ox, x = _tap_rows(out_hw[1], stride, pad, kx, in_hw[1])
+            if oy.size and ox.size:
+                yield ky, kx, oy, y, ox, x
+
+
 def _conv_edges(
     weight: np.ndarray, in_shape: tuple[int, ...], stride: int, pad: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int]]:
@@ -306,18 +319,13 @@ def _conv_edges(
     src, dst, wts = [], [], []
     chan_in = np.arange(n_c)[:, None, None] * (height * width)  # (C, 1, 1)
     chan_out = np.arange(n_o)[:, None, None] * (h_out * w_out)  # (O, 1, 1)
-    for ky in range(k):
-        oy, y = _tap_rows(h_out, stride, pad, ky, height)
-        for kx in range(k):
-            ox, x = _tap_rows(w_out, stride, pad, kx, width)
-            if oy.size == 0 or ox.size == 0:
-                continue
-            s = chan_in + (y[:, None] * width + x[None, :])[None]  # (C, Y, X)
-            d = chan_out + (oy[:, None] * w_out + ox[None, :])[None]  # (O, Y, X)
-            shape = (n_o, n_c, oy.size, ox.size)
-            src.append(np.broadcast_to(s[None], shape).ravel())
-            dst.append(np.broadcast_to(d[:, None], shape).ravel())
-            wts.append(np.broadcast_to(weight[:, :, ky, kx][:, :, None, None], shape).ravel())
+    for ky, kx, oy, y, ox, x in _window_taps((h_out, w_out), (height, width), k, stride, pad):
+        s = chan_in + (y[:, None] * width + x[None, :])[None]  # (C, Y, X)
+        d = chan_out + (oy[:, None] * w_out + ox[None, :])[None]  # (O, Y, X)
+        shape = (n_o, n_c, oy.size, ox.size)
+        src.append(np.broadcast_to(s[None], shape).ravel())
+        dst.append(np.broadcast_to(d[:, None], shape).ravel())
+        wts.append(np.broadcast_to(weight[:, :, ky, kx][:, :, None, None], shape).ravel())
     return np.concatenate(src), np.concatenate(dst), np.concatenate(wts), (n_o, h_out, w_out)
 
 
@@ -335,14 +343,9 @@ def _pool_edges(
         raise ValueError(f"max-pool window {k} does not fit the {height}x{width} input")
     c = np.arange(n_c)[:, None, None]
     src, dsts = [], []
-    for ky in range(k):
-        oy, y = _tap_rows(h_out, stride, pad, ky, height)
-        for kx in range(k):
-            ox, x = _tap_rows(w_out, stride, pad, kx, width)
-            if oy.size == 0 or ox.size == 0:
-                continue
-            src.append(((c * height + y[None, :, None]) * width + x[None, None, :]).ravel())
-            dsts.append(((c * h_out + oy[None, :, None]) * w_out + ox[None, None, :]).ravel())
+    for _, _, oy, y, ox, x in _window_taps((h_out, w_out), (height, width), k, stride, pad):
+        src.append(((c * height + y[None, :, None]) * width + x[None, None, :]).ravel())
+        dsts.append(((c * h_out + oy[None, :, None]) * w_out + ox[None, None, :]).ravel())
     return np.concatenate(src), np.concatenate(dsts), (n_c, h_out, w_out)
 
 
