@@ -52,6 +52,58 @@ def count_spikes(model: nn.Module, active: list[bool] | None = None) -> Iterator
             h.remove()
 
 
+class EvalTally:
+    """The counts of an evaluation, summed on the model's device (no host sync per batch).
+
+    ``add`` takes each batch's output spikes; :meth:`totals` stacks them with the spike counts of
+    :func:`count_spikes` into one float64 vector (to be summed over processes under torchrun), and
+    :func:`metrics_from_totals` turns that vector into the metrics dict.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.decided = torch.zeros((), dtype=torch.int64, device=device)
+        self.t_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.n = 0
+
+    def add(self, z_out: Tensor, y: Tensor) -> None:
+        """z_out (B, K) output spike values, y (B,) labels."""
+        pred, decided = decide(z_out)
+        self.correct += (decided & (pred == y)).sum()
+        self.decided += decided.sum()
+        self.t_sum += torch.log(z_out.min(dim=1).values[decided].double()).sum()
+        self.n += y.shape[0]
+
+    def totals(self, counts: dict[str, list[Any]]) -> Tensor:
+        """[correct, decided, sum of decision times, images, spikes per layer..., neurons per layer...] (float64)."""
+        device = self.t_sum.device
+        return torch.stack([self.correct.double(), self.decided.double(), self.t_sum,
+                            torch.tensor(float(self.n), dtype=torch.float64, device=device),
+                            *(torch.as_tensor(c[0], dtype=torch.float64, device=device) for c in counts.values()),
+                            *(torch.tensor(float(c[1]), dtype=torch.float64, device=device) for c in counts.values())])
+
+
+def metrics_from_totals(totals: list[float], names: list[str], model: nn.Module) -> dict[str, Any]:
+    """The flat metrics dict (module docstring) of :meth:`EvalTally.totals` read back as floats."""
+    correct, decided_n, t_sum, n_f, *rest = totals
+    n, decided_n, k = int(n_f), int(decided_n), len(names)
+    per_layer = {name: (int(s), int(m)) for name, s, m in zip(names, rest[:k], rest[k:], strict=True)}
+    spikes = sum(s for s, _ in per_layer.values())
+    neurons = sum(m for _, m in per_layer.values())
+    return {
+        "test_accuracy": int(correct) / max(n, 1),
+        "no_decision_rate": 1.0 - decided_n / max(n, 1),
+        "mean_decision_time": t_sum / decided_n if decided_n else math.nan,
+        "spike_share": spikes / max(neurons, 1),
+        # layers that did not run (a GoogLeNet auxiliary head in eval mode) have no neurons to report
+        "spike_share_per_layer": {k: s / m for k, (s, m) in per_layer.items() if m},
+        "layer_names": layer_labels(model),  # readable names (conv1, ..., out) of the keys above
+        "spikes_per_image": spikes / max(n, 1),
+        "energy_per_image_J": spikes / max(n, 1) * ENERGY_PER_SPIKE_J,
+        "n_test": n,
+    }
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -77,36 +129,14 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
     encoder, body = model.encoder, model.body
-    n = x.shape[0]
-    correct = decided_n = 0
-    t_sum = 0.0
+    tally = EvalTally(x.device)
     with count_spikes(model) as counts:
-        for i in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
+        for i in tqdm(range(0, x.shape[0], batch_size), desc="eval", disable=not progress, leave=False):
             z = encoder(x[i : i + batch_size])  # (B, C, H, W) spike values in the model's dtype
             if input_transform is not None:
                 z = input_transform(z)
-            z_out = body(z)
-            pred, decided = decide(z_out)
-            yb = y[i : i + batch_size]
-            correct += int((decided & (pred == yb)).sum())
-            decided_n += int(decided.sum())
-            t_sum += float(torch.log(z_out.min(dim=1).values[decided].double()).sum())
-    counts = {k: [int(c[0]), c[1]] for k, c in counts.items()}  # one host sync, after the loop
-    spikes = sum(c[0] for c in counts.values())
-    neurons = sum(c[1] for c in counts.values())
-    metrics: dict[str, Any] = {
-        "test_accuracy": correct / max(n, 1),
-        "no_decision_rate": 1.0 - decided_n / max(n, 1),
-        "mean_decision_time": t_sum / decided_n if decided_n else math.nan,
-        "spike_share": spikes / max(neurons, 1),
-        # layers that did not run (a GoogLeNet auxiliary head in eval mode) have no neurons to report
-        "spike_share_per_layer": {k: c[0] / c[1] for k, c in counts.items() if c[1]},
-        "layer_names": layer_labels(model),  # readable names (conv1, ..., out) of the keys above
-        "spikes_per_image": spikes / max(n, 1),
-        "energy_per_image_J": spikes / max(n, 1) * ENERGY_PER_SPIKE_J,
-        "n_test": n,
-    }
-    return metrics
+            tally.add(body(z), y[i : i + batch_size])
+    return metrics_from_totals(tally.totals(counts).tolist(), list(counts), model)
 
 
 def format_metrics(m: dict[str, Any]) -> str:

@@ -354,10 +354,8 @@ def validate(model: nn.Module, splits: Splits, cfg: TrainConfig, dist: Dist | No
     torchrun each process evaluates a contiguous share and the counts are summed."""
     from torch.utils.data import DataLoader, Subset
 
-    from tcsnn._constants import ENERGY_PER_SPIKE_J
     from tcsnn.data.loaders import _keep_batch, shard
-    from tcsnn.metrics import count_spikes, decide
-    from tcsnn.nn.introspect import layer_labels
+    from tcsnn.metrics import EvalTally, count_spikes, metrics_from_totals
 
     dist = dist or Dist(device=next(model.parameters()).device)
     device = dist.device
@@ -366,36 +364,12 @@ def validate(model: nn.Module, splits: Splits, cfg: TrainConfig, dist: Dist | No
     collate = splits.collate or _keep_batch
     loader = DataLoader(Subset(splits.test, range(lo, hi)), batch_size=cfg.eval_batch_size, shuffle=False,
                         num_workers=cfg.num_workers, collate_fn=collate, pin_memory=device.type == "cuda")
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    decided_n = torch.zeros((), dtype=torch.int64, device=device)
-    t_sum = torch.zeros((), dtype=torch.float64, device=device)
+    tally = EvalTally(device)
     with count_spikes(model) as counts:
         for x, y in (loader if hi > lo else []):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            z_out = model.body(model.encoder(x))  # (B, K)
-            pred, decided = decide(z_out)
-            correct += (decided & (pred == y)).sum()
-            decided_n += decided.sum()
-            t_sum += torch.log(z_out.min(dim=1).values[decided].double()).sum()
-    names = list(counts)
-    totals = torch.stack([correct.double(), decided_n.double(), t_sum, torch.tensor(float(hi - lo), device=device),
-                          *(torch.as_tensor(counts[k][0], device=device, dtype=torch.float64) for k in names),
-                          *(torch.tensor(float(counts[k][1]), device=device) for k in names)])
-    c, d, t, n_f, *rest = dist.sum_(totals).tolist()
-    n, k = int(n_f), len(names)
-    spikes_l, neurons_l = [int(v) for v in rest[:k]], [int(v) for v in rest[k:]]
-    spikes, neurons = sum(spikes_l), sum(neurons_l)
-    return {
-        "test_accuracy": int(c) / max(n, 1),
-        "no_decision_rate": 1.0 - int(d) / max(n, 1),
-        "mean_decision_time": t / int(d) if d else math.nan,
-        "spike_share": spikes / max(neurons, 1),
-        "spike_share_per_layer": {name: s / max(m, 1) for name, s, m in zip(names, spikes_l, neurons_l, strict=True)},
-        "layer_names": layer_labels(model),
-        "spikes_per_image": spikes / max(n, 1),
-        "energy_per_image_J": spikes / max(n, 1) * ENERGY_PER_SPIKE_J,
-        "n_test": n,
-    }
+            tally.add(model.body(model.encoder(x)), y)  # (B, K) output spikes
+    return metrics_from_totals(dist.sum_(tally.totals(counts)).tolist(), list(counts), model)
 
 
 def _config_changes(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
