@@ -12,18 +12,17 @@ from typing import Any
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch lines of ``run_dir/metrics.jsonl``; ValueError names a bad line."""
+    """The per-epoch lines of ``run_dir/metrics.jsonl``; ValueError names a bad line
+    (:func:`tcsnn.train.runfolder.read_metrics_lines`, which also reads the file for ``--resume``)."""
+    from tcsnn.train.runfolder import read_metrics_lines
+
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir} (is it a `tcsnn train` run folder?)")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n} is not valid JSON: {exc}") from exc
+    rows, torn = read_metrics_lines(path)
+    if torn:
+        raise ValueError(f"{path}: the last line is torn (the run was killed while writing it); "
+                         "`tcsnn train --resume` drops it")
     if not rows:
         raise ValueError(f"{path} holds no epochs yet")
     return rows
