@@ -33,8 +33,9 @@ _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 #: Input channels per parallel task of the backward (fixed: the reduction order must not follow the threads).
 BACKWARD_CHUNK = 4
-#: Counting-sort buckets per sample (the insertion sort after it makes the order exact).
-N_BUCKETS = 4096
+#: Counting-sort buckets per sample: one per finite input, at least this many (the insertion sort after
+#: it makes the order exact; with few entries per bucket it moves little and its branches predict well).
+MIN_BUCKETS = 64
 
 
 @njit(cache=True)
@@ -42,8 +43,9 @@ def time_order(zf, bits, height, width, zs, pk):  # pragma: no cover - compiled
     """The finite entries of one sample zf (C H W,) in increasing z: zs their values, pk their packed
     coordinates ``c << 32 | y << 16 | x``; returns their number.
 
-    A counting sort on ``bits`` (the bit patterns of zf, which order like positive floats) into N_BUCKETS
-    buckets, then an insertion sort that fixes the order inside buckets (few entries per bucket).  Values and
+    A counting sort on ``bits`` (the bit patterns of zf, which order like positive floats) into one bucket
+    per finite entry, then an insertion sort that fixes the order inside buckets (few entries per bucket; both
+    are stable, so ties keep their (c, y, x) order whatever the number of buckets).  Values and
     coordinates are moved together, so the loops that follow read them in order instead of looking them up.
     """
     n = zf.shape[0]
@@ -60,17 +62,18 @@ def time_order(zf, bits, height, width, zs, pk):  # pragma: no cover - compiled
             n_fin += 1
     if n_fin == 0:
         return 0
-    scale = N_BUCKETS / (float(hi - lo) + 1.0)  # in float: int64 bit differences times N_BUCKETS overflow
-    counts = np.zeros(N_BUCKETS + 1, np.int64)
+    n_buckets = max(MIN_BUCKETS, n_fin)
+    scale = n_buckets / (float(hi - lo) + 1.0)  # in float: int64 bit differences times n_buckets overflow
+    counts = np.zeros(n_buckets + 1, np.int64)
     keys = np.empty(n, np.int32)
     for i in range(n):
         if zf[i] < np.inf:
-            kk = min(N_BUCKETS - 1, int(float(np.int64(bits[i]) - lo) * scale))  # monotone in z
+            kk = min(n_buckets - 1, int(float(np.int64(bits[i]) - lo) * scale))  # monotone in z
             keys[i] = kk
             counts[kk + 1] += 1
         else:
             keys[i] = -1
-    for kk in range(N_BUCKETS):
+    for kk in range(n_buckets):
         counts[kk + 1] += counts[kk]
     i = 0
     for c in range(n // (height * width)):
@@ -217,13 +220,15 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
             if bias_pending:
                 for q in range(n_q):
                     _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
-            for q in range(n_q):
-                oy = oy0 + q // w_out
-                ox = q - (oy - oy0) * w_out
-                for o in range(n_out):
-                    wv = w_acc[q * n_out + o]
-                    wsum[b, o, oy, ox] = wv
-                    out[b, o, oy, ox] = s_acc[q * n_out + o] / (wv - one) if wv > one else np.inf
+            # channel by channel: a band's rows of one output map are contiguous in out (B, O, H', W'), a
+            # position's channels are not (strided writes cost more than the strided reads of the accumulators)
+            for o in range(n_out):
+                for r in range(oy1 - oy0):
+                    for ox in range(w_out):
+                        a = (r * w_out + ox) * n_out + o
+                        wv = w_acc[a]
+                        wsum[b, o, oy0 + r, ox] = wv
+                        out[b, o, oy0 + r, ox] = s_acc[a] / (wv - one) if wv > one else np.inf
     return out, wsum
 
 
