@@ -202,6 +202,27 @@ def test_numba_results_do_not_depend_on_the_thread_count():
             assert torch.equal(a, r)
 
 
+def test_numba_backward_does_not_depend_on_the_channel_chunk():
+    # the chunk size follows the thread count (speed); no sum's order may depend on it
+    from tcsnn.functional import _numba_kernels as nk
+    from tcsnn.functional.backends import numba_cpu
+
+    torch.manual_seed(5)
+    z = torch.exp(3 * torch.rand(3, 7, 6, 6))
+    z[0, 1, 2, 3] = INF
+    w = 0.4 * torch.randn(5, 7, 3, 3) + 0.05
+    b = 0.1 * torch.randn(5)
+    out, w_c = numba_cpu.conv_forward(z, w, b, 2, 1)
+    g = torch.randn_like(out)
+    wt, _ = numba_cpu._weights(w, b)
+    args = (z.numpy(), wt, out.numpy(), w_c.numpy(), g.numpy(), True, 2, 1)
+    results = [nk.conv_backward(*args, chunk) for chunk in (1, 2, 3, 7, 32)]
+    for r in results[1:]:
+        for a, ref in zip(r, results[0], strict=True):
+            assert (a == ref).all()
+    assert nk.backward_chunk(3, 2) == 1 and nk.backward_chunk(256, 2) == 32 and nk.backward_chunk(64, 2) == 16
+
+
 def test_set_num_threads_validates_and_applies():
     numba = pytest.importorskip("numba")
     before_torch, before_numba = torch.get_num_threads(), numba.get_num_threads()

@@ -11,9 +11,10 @@ every input spike, in time order, to the output positions it feeds, all output c
 Backward needs no sort: the causal set of output j is ``{i : z_i <= z_j}`` and
 ``dz_j/dw_ji = (z_i - z_j) / (W_C - 1)``, ``dz_j/dz_i = w_ji / (W_C - 1)``.
 
-Determinism: the backward runs in parallel over fixed chunks of input channels, each owning its part of the
-weight gradient and of grad_z, so no sum is split across threads and results are bit-identical for any number
-of threads.  The forward is per sample, so it is too.
+Determinism: the backward runs in parallel over chunks of input channels, each owning its part of the
+weight gradient and of grad_z, so no sum is split across threads; every sum runs over (sample, position) in
+the same order whatever the chunk size, so results are bit-identical for any number of threads and any chunk
+size (:func:`backward_chunk` picks it for speed).  The forward is per sample, so it is too.
 
 Nothing here holds a (batch x positions x fan-in x channels) tensor: the forward keeps two float64
 (band positions x channels) accumulators per sample, the backward (batch x positions x channels) coefficients.
@@ -31,17 +32,25 @@ njit, prange = numba.njit, numba.prange
 # No 'nnan'/'ninf': the kernels compare against +inf (NO_SPIKE) on purpose.
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
-#: Input channels per parallel task of the backward (fixed: the reduction order must not follow the threads).
-BACKWARD_CHUNK = 4
+#: Most input channels per parallel task of the backward (their weight-gradient rows stay in cache).
+MAX_BACKWARD_CHUNK = 32
+
+
+def backward_chunk(n_chan: int, n_threads: int) -> int:
+    """Input channels per task of :func:`conv_backward`: about two tasks per thread, at most
+    MAX_BACKWARD_CHUNK channels (larger chunks load each position's output coefficients fewer times).  The
+    chunk size changes no result (module docstring), only the speed."""
+    return max(1, min(MAX_BACKWARD_CHUNK, -(-n_chan // (2 * max(1, n_threads)))))
 #: Counting-sort buckets per sample: one per finite input, at least this many (the insertion sort after
 #: it makes the order exact; with few entries per bucket it moves little and its branches predict well).
 MIN_BUCKETS = 64
 
 
 @njit(cache=True)
-def time_order(zf, bits, height, width, zs, pk):  # pragma: no cover - compiled
+def time_order(zf, bits, height, width, zs, pk, counts, keys):  # pragma: no cover - compiled
     """The finite entries of one sample zf (C H W,) in increasing z: zs their values, pk their packed
-    coordinates ``c << 32 | y << 16 | x``; returns their number.
+    coordinates ``c << 32 | y << 16 | x``; returns their number.  counts (>= max(MIN_BUCKETS, n) + 1,) and
+    keys (n,) are scratch space (reused across samples, so the caller allocates them once).
 
     A counting sort on ``bits`` (the bit patterns of zf, which order like positive floats) into one bucket
     per finite entry, then an insertion sort that fixes the order inside buckets (few entries per bucket; both
@@ -64,8 +73,7 @@ def time_order(zf, bits, height, width, zs, pk):  # pragma: no cover - compiled
         return 0
     n_buckets = max(MIN_BUCKETS, n_fin)
     scale = n_buckets / (float(hi - lo) + 1.0)  # in float: int64 bit differences times n_buckets overflow
-    counts = np.zeros(n_buckets + 1, np.int64)
-    keys = np.empty(n, np.int32)
+    counts[: n_buckets + 1] = 0
     for i in range(n):
         if zf[i] < np.inf:
             kk = min(n_buckets - 1, int(float(np.int64(bits[i]) - lo) * scale))  # monotone in z
@@ -144,10 +152,67 @@ def _geometry(height, width, k, stride, pad, h_out, w_out, rows):  # pragma: no 
     return oyr, oxr
 
 
+@njit(cache=True, fastmath=_FASTMATH)
+def _forward_sample(zf, bits, b, w_flat, bias, has_bias, k, stride, pad, n_out, n_j, height, width, h_out, w_out,
+                    rows, n_bands, oyr, oxr, xj, zs, pk, counts, keys, bz, bp, bcnt, w_acc, s_acc, out,
+                    wsum):  # pragma: no cover - compiled
+    """Sample b of :func:`conv_forward` (zf (C*H*W,) its spike values); writes out[b] and wsum[b].  The
+    remaining arrays are scratch space of the calling task."""
+    one = 1.0
+    zero = 0.0
+    n_fin = time_order(zf, bits, height, width, zs, pk, counts, keys)
+    bcnt[:] = 0
+    for n in range(n_fin):
+        y = (pk[n] >> 16) & 0xFFFF
+        for g in range(oyr[2, y], oyr[3, y] + 1):
+            m = bcnt[g]
+            bz[g, m] = zs[n]
+            bp[g, m] = pk[n]
+            bcnt[g] = m + 1
+    for g in range(n_bands):
+        oy0 = g * rows
+        oy1 = min(h_out, oy0 + rows)
+        n_q = (oy1 - oy0) * w_out
+        w_acc[: n_q * n_out] = zero
+        s_acc[: n_q * n_out] = zero
+        bias_pending = has_bias
+        for n in range(bcnt[g]):  # NO_SPIKE inputs never arrive
+            zi = np.float64(bz[g, n])
+            if bias_pending and zi > one:  # the bias input spikes at z = 1
+                for q in range(n_q):
+                    _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
+                bias_pending = False
+            pkd = bp[g, n]
+            c = pkd >> 32
+            y = (pkd >> 16) & 0xFFFF
+            x = pkd & 0xFFFF
+            ox_lo = oxr[0, x]
+            n_run = (oxr[1, x] - ox_lo + 1) * n_out
+            if n_run <= 0:
+                continue
+            for oy in range(max(oy0, oyr[0, y]), min(oy1 - 1, oyr[1, y]) + 1):
+                dy = y + pad - oy * stride
+                w0 = (((c * k + dy) * stride + xj[0, x]) * n_j + xj[1, x] + ox_lo) * n_out
+                _push(w_acc, s_acc, ((oy - oy0) * w_out + ox_lo) * n_out, w_flat, w0, n_run, zi, one, zero)
+        if bias_pending:
+            for q in range(n_q):
+                _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
+        # channel by channel: a band's rows of one output map are contiguous in out (B, O, H', W'), a
+        # position's channels are not (strided writes cost more than the strided reads of the accumulators)
+        for o in range(n_out):
+            for r in range(oy1 - oy0):
+                for ox in range(w_out):
+                    a = (r * w_out + ox) * n_out + o
+                    wv = w_acc[a]
+                    wsum[b, o, oy0 + r, ox] = wv
+                    out[b, o, oy0 + r, ox] = s_acc[a] / (wv - one) if wv > one else np.inf
+
+
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, rows):  # pragma: no cover - compiled
+def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, rows, n_threads):  # pragma: no cover
     """z (B, C, H, W), zbits (B, C*H*W) the bit patterns of z as ints, wr (C, k, stride, J, O) the weights
     rearranged by :func:`tcsnn.functional.backends.numba_cpu.run_layout` -> (z_out, w_causal), (B, O, H', W').
+    ``n_threads`` (numba's thread count) sets how many blocks of samples run in parallel.
 
     Output rows go in bands of ``rows`` whose accumulators stay in cache: each sample's time-ordered inputs
     are split, in order, by the bands they feed, and each band is integrated on its own.  Within an output
@@ -171,64 +236,26 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
         ph = d0 % stride
         xj[0, x] = ph
         xj[1, x] = (d0 - ph) // stride
-    one = 1.0
-    zero = 0.0
-    for b in prange(n_batch):
-        zf = z[b].reshape(n_in)
-        zs = np.empty(n_in, z.dtype)  # the sample's spikes in time order
+    # one task per thread, each with its scratch buffers allocated once for a contiguous block of samples
+    # (samples are independent: the block split does not change any result)
+    n_tasks = max(1, min(n_batch, n_threads))
+    per_task = (n_batch + n_tasks - 1) // n_tasks
+    for task in prange(n_tasks):
+        zs = np.empty(n_in, z.dtype)  # a sample's spikes in time order
         pk = np.empty(n_in, np.int64)  # and their packed (c, y, x)
-        n_fin = time_order(zf, zbits[b], height, width, zs, pk)
+        counts = np.empty(max(MIN_BUCKETS, n_in) + 1, np.int64)
+        keys = np.empty(n_in, np.int32)
         bz = np.empty((n_bands, capacity), z.dtype)  # the spikes of each band, in time order
         bp = np.empty((n_bands, capacity), np.int64)
-        bcnt = np.zeros(n_bands, np.int64)
-        for n in range(n_fin):
-            y = (pk[n] >> 16) & 0xFFFF
-            for g in range(oyr[2, y], oyr[3, y] + 1):
-                m = bcnt[g]
-                bz[g, m] = zs[n]
-                bp[g, m] = pk[n]
-                bcnt[g] = m + 1
+        bcnt = np.empty(n_bands, np.int64)
         # float64 sums for every input dtype: whether W_C > 1 (fire or stay silent) is decided on the exact
         # sums of the given float32 weights, as in the reference, not on float32 rounding of them
         w_acc = np.empty(rows * w_out * n_out, np.float64)  # (band positions, O) flattened
         s_acc = np.empty(rows * w_out * n_out, np.float64)
-        for g in range(n_bands):
-            oy0 = g * rows
-            oy1 = min(h_out, oy0 + rows)
-            n_q = (oy1 - oy0) * w_out
-            w_acc[: n_q * n_out] = zero
-            s_acc[: n_q * n_out] = zero
-            bias_pending = has_bias
-            for n in range(bcnt[g]):  # NO_SPIKE inputs never arrive
-                zi = np.float64(bz[g, n])
-                if bias_pending and zi > one:  # the bias input spikes at z = 1
-                    for q in range(n_q):
-                        _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
-                    bias_pending = False
-                pkd = bp[g, n]
-                c = pkd >> 32
-                y = (pkd >> 16) & 0xFFFF
-                x = pkd & 0xFFFF
-                ox_lo = oxr[0, x]
-                n_run = (oxr[1, x] - ox_lo + 1) * n_out
-                if n_run <= 0:
-                    continue
-                for oy in range(max(oy0, oyr[0, y]), min(oy1 - 1, oyr[1, y]) + 1):
-                    dy = y + pad - oy * stride
-                    w0 = (((c * k + dy) * stride + xj[0, x]) * n_j + xj[1, x] + ox_lo) * n_out
-                    _push(w_acc, s_acc, ((oy - oy0) * w_out + ox_lo) * n_out, w_flat, w0, n_run, zi, one, zero)
-            if bias_pending:
-                for q in range(n_q):
-                    _push(w_acc, s_acc, q * n_out, bias, 0, n_out, one, one, zero)
-            # channel by channel: a band's rows of one output map are contiguous in out (B, O, H', W'), a
-            # position's channels are not (strided writes cost more than the strided reads of the accumulators)
-            for o in range(n_out):
-                for r in range(oy1 - oy0):
-                    for ox in range(w_out):
-                        a = (r * w_out + ox) * n_out + o
-                        wv = w_acc[a]
-                        wsum[b, o, oy0 + r, ox] = wv
-                        out[b, o, oy0 + r, ox] = s_acc[a] / (wv - one) if wv > one else np.inf
+        for b in range(task * per_task, min(n_batch, (task + 1) * per_task)):
+            _forward_sample(z[b].reshape(n_in), zbits[b], b, w_flat, bias, has_bias, k, stride, pad, n_out, n_j,
+                            height, width, h_out, w_out, rows, n_bands, oyr, oxr, xj, zs, pk, counts, keys, bz, bp,
+                            bcnt, w_acc, s_acc, out, wsum)
     return out, wsum
 
 
@@ -236,10 +263,11 @@ def conv_forward(z, zbits, wr, bias, has_bias, k, stride, pad, h_out, w_out, row
 def conv_backward(z, wt, out, wsum, grad, has_bias, stride, pad, chunk):  # pragma: no cover - compiled
     """Sort-free backward; returns (grad_z (B, C, H, W), grad_wt (C, k, k, O), grad_bias (O,)).
 
-    Parallel over fixed chunks of ``chunk`` input channels: a chunk owns its rows of the weight gradient and
+    Parallel over chunks of ``chunk`` input channels: a chunk owns its rows of the weight gradient and
     its channels of grad_z, so nothing is reduced across threads and every sum runs in the same order for
-    any number of threads (bit-identical results).  Per chunk, each (sample, position) loads its output
-    coefficients once and reuses them for all taps of the chunk, whose weight-gradient rows stay in cache.
+    any number of threads and any chunk size (bit-identical results).  Per chunk, each (sample, position)
+    loads its output coefficients once and reuses them for all taps of the chunk, whose weight-gradient rows
+    stay in cache.
     """
     n_batch, n_chan, height, width = z.shape
     k = wt.shape[1]

@@ -101,7 +101,7 @@ def spiking_vgg_small(
     *, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 64,
     encoding: str = "direct", alpha: float = 5.0,
 ) -> SpikingNetwork:
-    """The compact ``cifar10-small`` design: 3 x [SCNN(3,c,1), SCNN(3,c,2)], c = 64, 128, 256, then FC(10).
+    """The compact ``cifar10-small`` design: 3 x [SCNN(3,c,1) x2, MP(2)], c = 64, 128, 256, then FC(10).
 
     32 -> 16 -> 8 -> 4 spatially; six spiking 3 x 3 convolutions and one spiking FC layer; 1,186,378 weights.
     Meant to reach >= 85 % on CIFAR-10 when trained on a 2-core CPU over several sessions.  Why this shape:
