@@ -29,9 +29,20 @@ def test_vgg16_has_table_1_weight_count_without_running_it():
 def test_vgg_small_design():
     model = create_model("spiking_vgg_small")
     assert _n_weights(model) == 1_186_378
+    assert _n_weights(create_model("spiking_vgg_small", width=32)) == 307_498  # what cifar10-small trains
     assert len(spiking_layers(model)) == 7
     with pytest.raises(ValueError, match="multiple"):
         create_model("spiking_vgg_small", image_size=20)
+
+
+def test_vgg_init_sum_sets_the_expected_input_weight_per_neuron():
+    torch.manual_seed(0)
+    for init_sum in (1.5, 4.0):
+        model = create_model("spiking_vgg_small", width=16, init_sum=init_sum)
+        for _, layer in spiking_layers(model):
+            rows = layer.weight.detach().flatten(1).sum(1) + layer.bias.detach()  # (out,)
+            # each row sum is N(init_sum, 1): the mean over >= 10 rows is within 4 / sqrt(rows) of it
+            assert abs(float(rows.mean()) - init_sum) < 4 / rows.numel() ** 0.5
 
 
 def test_googlenet_structure_names_and_replacements():

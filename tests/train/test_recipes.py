@@ -25,6 +25,7 @@ def test_the_recipes_hold_the_papers_settings():
     assert (net.model, net.optimizer, net.momentum, net.batch_size, net.lr, net.weight_decay, net.image_size) == (
         "spiking_googlenet", "sgd", 0.9, 256, 0.1, 1e-4, 224)
     assert get_recipe("cifar10-small").model == "spiking_vgg_small"
+    assert get_recipe("cifar10-small").model_kwargs == {"width": 32}
 
 
 def test_imagenet_recipe_trains_googlenet_on_a_class_folder(tmp_path, capsys):
