@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "l2-0": {"l2": 0.0},
     "alpha-2": {"alpha": 2.0, "model_kwargs": {"init_sum": 2.0}},
     "loss-paper-all": {"loss": "paper_all"},
+    "loss-time": {"loss": "time"},
+    "loss-time-0.1": {"loss": "time", "loss_temperature": 0.1},
 }
 
 

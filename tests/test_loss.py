@@ -49,6 +49,30 @@ def test_ce_is_cross_entropy_on_minus_z():
     assert classification_loss(z, torch.tensor([1]), "ce").item() == pytest.approx(expected.item())
 
 
+def test_time_loss_is_cross_entropy_on_minus_t_over_temperature_and_shift_invariant():
+    z = torch.exp(torch.tensor([[2.0, 2.1, 2.3], [3.0, 2.95, 3.2]]))
+    target = torch.tensor([0, 2])
+    t = torch.log(z)
+    for temp in (0.03, 0.5):
+        expected = torch.nn.functional.cross_entropy(-t / temp, target)
+        assert torch.allclose(classification_loss(z, target, "time", temp), expected)
+        # every output 0.7 time units later: the same loss ("ce" on -z changes)
+        later = z * math.exp(0.7)
+        assert torch.allclose(classification_loss(later, target, "time", temp), expected, rtol=1e-5)
+    assert not torch.isclose(classification_loss(z * math.exp(0.7), target), classification_loss(z, target))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        classification_loss(z, target, "time", 0.0)
+
+
+def test_config_default_temperature_is_the_loss_default():
+    from tcsnn.functional.loss import TIME_TEMPERATURE
+    from tcsnn.train.config import TrainConfig
+
+    assert TrainConfig().loss_temperature == TIME_TEMPERATURE
+    with pytest.raises(ValueError, match="loss_temperature"):
+        TrainConfig(loss="time", loss_temperature=-1.0)
+
+
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         classification_loss(torch.ones(1, 2), torch.tensor([0]), "hinge")

@@ -7,14 +7,21 @@ Three classification terms are offered (``LOSSES``):
 
 ``"ce"`` (default)
     softmax cross-entropy on ``-z`` — the variant the authors' public code trained with.  Bounded below by 0.
+    Not invariant to a common shift of the output times: multiplying every ``z`` by ``c < 1`` (firing
+    everything earlier) shrinks the logit gaps, which lowers the loss of a mostly wrong network, so early in
+    training it rewards larger weight sums everywhere, and with them layers that average their inputs.
+``"time"``
+    softmax cross-entropy on ``-t / T`` with ``t = ln z`` and temperature ``T`` (``temperature``, default
+    :data:`TIME_TEMPERATURE`): depends only on the differences of the output spike times, so a common shift
+    changes nothing.  ``T`` sets how many time units apart the outputs must fire for a confident decision.
 ``"paper"``
     ``-ln(z_c^-1 / sum_{i != c} z_i^-1)`` exactly as printed.  It is unbounded below: pushing every wrong
     output to ``NO_SPIKE`` (z -> inf) drives it to -inf, so training learns to silence the wrong outputs,
     and silent neurons get no gradient.  In our trials it stalls (see the README).
 ``"paper_all"``
-    ``-ln(z_c^-1 / sum_i z_i^-1)``, i.e. cross-entropy on logits ``-ln z = -t``.  Bounded, but its gradient
-    also rewards delaying wrong outputs until they fall silent; it silenced the whole output layer early in
-    training in our trials.
+    ``-ln(z_c^-1 / sum_i z_i^-1)``, i.e. cross-entropy on logits ``-ln z = -t`` (``"time"`` at T = 1, far
+    too soft for outputs that fire hundredths of a time unit apart).  Its gradient also rewards delaying
+    wrong outputs until they fall silent; it silenced the whole output layer early in training in our trials.
 
 A silent output (``NO_SPIKE``) enters the loss at ``z_silent``: twice the latest finite output spike of that
 sample (detached), so the loss stays finite and a silent *correct* output still yields gradients that delay
@@ -35,7 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSSES: tuple[str, ...] = ("ce", "paper", "paper_all")
+LOSSES: tuple[str, ...] = ("ce", "time", "paper", "paper_all")
+
+#: Default temperature of the ``"time"`` loss, in time constants.
+TIME_TEMPERATURE = 0.03
 
 #: A silent output enters the loss as this multiple of the sample's latest finite output spike.
 SILENT_FACTOR = 2.0
@@ -48,13 +58,20 @@ def _fill_silent(z: Tensor) -> Tensor:
     return torch.where(fired, z, SILENT_FACTOR * latest)
 
 
-def classification_loss(z: Tensor, target: Tensor, kind: str = "ce") -> Tensor:
-    """Mean classification term over the batch.  z (B, K) output spike values, target (B,) class indices."""
+def classification_loss(
+    z: Tensor, target: Tensor, kind: str = "ce", temperature: float = TIME_TEMPERATURE,
+) -> Tensor:
+    """Mean classification term over the batch.  z (B, K) output spike values, target (B,) class indices;
+    ``temperature`` is used by ``kind="time"`` only."""
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    if not temperature > 0:
+        raise ValueError(f"loss temperature must be > 0, got {temperature}")
     zf = _fill_silent(z)
     if kind == "ce":
         return F.cross_entropy(-zf, target)
+    if kind == "time":
+        return F.cross_entropy(-torch.log(zf) / temperature, target)
     inv = 1.0 / zf  # (B, K)
     correct = inv.gather(1, target[:, None]).squeeze(1)  # (B,)
     if kind == "paper_all":

@@ -61,6 +61,8 @@ class TrainConfig:
     lr: float = 1e-3
     lr_final: float = 1e-4
     loss: str = "ce"
+    #: temperature T of the "time" loss (softmax on -t / T), in time constants (= loss.TIME_TEMPERATURE)
+    loss_temperature: float = 0.03
     K: float = 100.0
     beta: float = 1.0
     l2: float = 1e-3
@@ -128,6 +130,8 @@ class TrainConfig:
              f"test_limit must be >= 1 (or unset for all images), got {self.test_limit}"),
             (self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0"),
             (self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}"),
+            (self.loss_temperature > 0 and math.isfinite(self.loss_temperature),
+             f"loss_temperature must be a finite number > 0, got {self.loss_temperature}"),
             (self.encoding in ENCODINGS, f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}"),
             (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}"),
             (self.backend in BACKENDS, f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"),

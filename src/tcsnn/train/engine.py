@@ -295,7 +295,7 @@ def train_one_epoch(
                              * torch.randn((size, *x.shape[1:]), generator=gen, dtype=dtype, device=device))[part]
             counting[0] = real
             z, z_out = fwd(x, log_noise)  # z (B, C, H, W), z_out (B, K)
-            task = classification_loss(z_out, y, cfg.loss)
+            task = classification_loss(z_out, y, cfg.loss, cfg.loss_temperature)
             if teacher_body is not None:
                 with torch.no_grad():
                     z_teacher = teacher_body(z.detach())  # (B, K): the same noisy, shifted input
