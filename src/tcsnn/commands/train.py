@@ -27,8 +27,9 @@ def add_cli_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="training images per step (default: the recipe's)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the initial weights, image order, input noise and shifts (default: 0)")
-    p.add_argument("--loss", default=None, help="ce (default), time (softmax on -t / T, T = --set loss_temperature=..., default 0.03), paper or "
-                   "paper_all")
+    p.add_argument("--loss", default=None,
+                   help="ce, time (softmax on -t / T; T: --set loss_temperature=..., default 0.03), paper or "
+                   "paper_all (default: the recipe's; time for cifar10-small, ce for the others)")
     p.add_argument("--quant-bits", default=None, help="quantisation-aware training schedule, e.g. 16,8,4")
     p.add_argument("--quant-epochs-per-step", type=int, default=None,
                    help="epochs at each width of --quant-bits (default 1); the last width runs to the end")
