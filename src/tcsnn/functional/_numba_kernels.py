@@ -41,6 +41,8 @@ def backward_chunk(n_chan: int, n_threads: int) -> int:
     MAX_BACKWARD_CHUNK channels (larger chunks load each position's output coefficients fewer times).  The
     chunk size changes no result (module docstring), only the speed."""
     return max(1, min(MAX_BACKWARD_CHUNK, -(-n_chan // (2 * max(1, n_threads)))))
+
+
 #: Counting-sort buckets per sample: one per finite input, at least this many (the insertion sort after
 #: it makes the order exact; with few entries per bucket it moves little and its branches predict well).
 MIN_BUCKETS = 64
