@@ -17,13 +17,14 @@ the process CPU time of single-threaded steps instead, which other processes bar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from tcsnn.io import write_json
 
 #: (name, in channels, out channels, side) of the 3x3, padding-1 rows; "mnist" is the paper's MNIST network.
 SHAPES: tuple[tuple[str, int, int, int], ...] = (
@@ -166,8 +167,7 @@ def main() -> int:
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
     return 0
 
 

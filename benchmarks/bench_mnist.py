@@ -16,6 +16,8 @@ import json
 import subprocess
 import sys
 
+from tcsnn.io import write_json
+
 CASE = r"""
 import json, resource, sys, time, torch
 from torch import nn
@@ -90,8 +92,7 @@ def main() -> int:
               f"{dense['peak_bytes'] / 2**20:>10.1f}{epoch:>10.1f}")
     print("epoch s = the step time x 60,000 / batch (train steps only, no evaluation)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
     return 0
 
 

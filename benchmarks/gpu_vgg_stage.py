@@ -21,10 +21,7 @@ The result is a dict (also written to ``OUT/vgg_stage.json``).  ``--smoke`` runs
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -215,20 +212,10 @@ def run_vgg_stage(
                                  "spike_share": m["spike_share"]})
         result["test_accuracy"] = m["test_accuracy"]
     result["wall_s"] = time.perf_counter() - start
-    _write_json(result, Path(out) / "vgg_stage.json")
+    from tcsnn.io import write_json
+
+    write_json(Path(out) / "vgg_stage.json", result)
     return result
-
-
-def _write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_result(r: dict[str, Any]) -> str:

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tcsnn.io import write_json
 from tcsnn.nn.introspect import raw_parameter
 from tcsnn.quant import (
     check_bits,
@@ -259,12 +260,6 @@ def _row_key(kind: str, value: float | int | None) -> tuple[str, float | None]:
     return kind, None if value is None else float(value)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from tcsnn.io import write_json
-
-    write_json(path, obj)
-
-
 def _sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def key(r: dict[str, Any]) -> tuple[int, float]:
         v = r["value"]
@@ -355,10 +350,10 @@ def run_sweep(
             if kind in ("baseline", "bits"):
                 bar.update()
             doc["rows"] = _sorted_rows(doc["rows"] + [row])
-            _write_json(path, doc)
+            write_json(path, doc)
     finally:
         bar.close()
-    _write_json(path, doc)
+    write_json(path, doc)
     return doc
 
 

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tcsnn.io import write_json
 from tcsnn.train.checkpoint import FORMAT, VERSION, load_checkpoint, save_atomic
 from tcsnn.train.config import CIFAR_CROP_PADDING, RUNTIME_FIELDS, TrainConfig
 from tcsnn.train.distributed import Dist, init_distributed, strip_module_prefix
@@ -85,12 +86,6 @@ def _versions() -> dict[str, str]:
 
     return {"tcsnn": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "numba": numba.__version__, "python": sys.version.split()[0], "platform": platform.platform()}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from tcsnn.io import write_json
-
-    write_json(path, obj, default=str)
 
 
 @dataclasses.dataclass
@@ -496,8 +491,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, dist: 
                 raise ValueError(f"--resume: {ckpt_path} has no weight average although ema_decay is set")
             # the averaged values are the shipped model ("state_dict"); the average itself keeps only its counters
             average.load_state_dict(ckpt["weight_average"], params=strip_module_prefix(ckpt["state_dict"]))
-        dist.agree(lambda: _write_json(run_dir / "config.json",
-                                       {"config": dataclasses.asdict(cfg), "versions": _versions()}))
+        dist.agree(lambda: write_json(run_dir / "config.json",
+                                      {"config": dataclasses.asdict(cfg), "versions": _versions()}, default=str))
     except BaseException:
         if main and not (created and not (run_dir / "config.json").exists()):
             if lock is not None:
