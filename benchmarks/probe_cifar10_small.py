@@ -106,23 +106,16 @@ def diagnose(model: nn.Module, test: Any, n: int) -> list[dict[str, float]]:
 
 
 def _dense(args: argparse.Namespace) -> dict[str, Any]:
-    """The same-shape ReLU CNN: conv 3x3 pairs with max-pools, FC(10), softmax cross-entropy, Adam."""
+    """The same-shape ReLU CNN (:func:`bench_vgg_small.dense_twin`), softmax cross-entropy, Adam."""
+    from bench_vgg_small import dense_twin  # this folder: the scripts run with it first on sys.path
+
     from tcsnn.data.transforms import Whiten
-    from tcsnn.models.vgg import VGG_SMALL_CFG, _scaled
     from tcsnn.train import engine
 
     cfg = _config("base", args)
     splits = engine.make_datasets(cfg)
     torch.manual_seed(args.seed)
-    layers: list[nn.Module] = []
-    c = 3
-    for spec in _scaled(VGG_SMALL_CFG, args.width):
-        if spec == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(c, spec[0], 3, padding=1), nn.ReLU()]  # type: ignore[index]
-            c = spec[0]  # type: ignore[index]
-    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 16, 10))
+    net = dense_twin(args.width)
     whiten = Whiten.for_dataset("cifar10")
 
     def stack(ds: Any) -> tuple[torch.Tensor, torch.Tensor]:
