@@ -31,6 +31,10 @@ _DDP_PREFIX = "module."
 
 T = TypeVar("T")
 
+#: The last barrier of each process group this process left, kept until the process exits (see
+#: :meth:`Dist.close`).
+_FINAL_BARRIERS: list[Any] = []
+
 
 def check_device_name(name: str) -> None:
     """ValueError unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -107,12 +111,20 @@ class Dist:
         ``wait``: first wait for every process (after a run that ended normally on all of them): tearing gloo down
         while a peer still works aborts the process ("terminate called without an active exception").  After an
         error a peer may never arrive, so the error path leaves without waiting.
+
+        The barrier's work object is kept alive until the process exits.  gloo's worker thread otherwise drops the
+        last reference to it (and, through it, to the earlier collectives it waited for) just after it wakes this
+        thread up; when that happens after Python began shutting down, the destructor's release of a Python-made
+        tensor needs the interpreter lock, the thread is killed inside a C++ destructor and the process aborts
+        (a PyTorch race, about 1 run in 20 on 2 cores).  Kept here, the last reference is this process's own.
         """
         if self.initialised_here:
             import torch.distributed as dist
 
             if wait:
-                dist.barrier()
+                work = dist.barrier(async_op=True)
+                work.wait()
+                _FINAL_BARRIERS.append(work)
             dist.destroy_process_group()
             self.initialised_here = False
 
