@@ -179,7 +179,8 @@ def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
     [({"epochs": 0}, "epochs"), ({"loss": "mse"}, "unknown loss"), ({"encoding": "rate"}, "encoding"),
      ({"dtype": "float16"}, "dtype"), ({"quant_bits": [8, 1]}, "quant_bits"), ({"alpha": float("nan")}, "alpha"),
      ({"augment_shift": -1}, "augment_shift"), ({"ema_decay": 1.0}, "ema_decay"),
-     ({"distill_weight": 1.5}, "distill_weight"), ({"distill_temperature": 0}, "distill_temperature")],
+     ({"distill_weight": 1.5}, "distill_weight"), ({"distill_temperature": 0}, "distill_temperature"),
+     ({"weight_sum": 0.0}, "weight_sum"), ({"weight_sum": float("inf")}, "weight_sum")],
 )
 def test_bad_config_is_named(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -187,6 +188,39 @@ def test_bad_config_is_named(kw, match):
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("no-such-recipe")
     assert {"digits", "mnist", "fashion-mnist"} <= set(list_recipes())
+
+
+def test_hold_weight_sums_fixes_each_neurons_total_and_keeps_its_pattern():
+    from tcsnn.nn import SpikingConv2d, SpikingLinear
+    from tcsnn.train.engine import center_weight_gradients_, hold_weight_sums_
+
+    net = torch.nn.Sequential(SpikingConv2d(3, 5, 3, padding=1), SpikingLinear(7, 4)).double()
+    before = [m.weight.detach().clone() for m in net]
+    biases = [m.bias.detach().clone() for m in net]
+    hold_weight_sums_(net, 1.5)
+    for m, w0, b0 in zip(net, before, biases, strict=True):
+        rows = m.weight.flatten(1)
+        torch.testing.assert_close(rows.sum(1), torch.full((rows.shape[0],), 1.5, dtype=torch.float64))
+        diff = rows - w0.flatten(1)  # one shift per neuron
+        torch.testing.assert_close(diff, diff[:, :1].expand_as(diff))
+        assert torch.equal(m.bias, b0)  # the bias is not part of the sum
+    for m in net:
+        m.weight.grad = torch.randn_like(m.weight)
+    center_weight_gradients_(net)
+    for m in net:
+        means = m.weight.grad.flatten(1).mean(1)
+        torch.testing.assert_close(means, torch.zeros_like(means))
+
+
+def test_training_with_weight_sum_holds_it(tmp_path):
+    """Every trained (and weight-averaged, shipped) neuron of a weight_sum run sums to weight_sum."""
+    run(tmp_path, "ws", weight_sum=1.5, ema_decay=0.9, epochs=1)
+    ckpt = load_checkpoint(tmp_path / "ws" / "checkpoint.pt")
+    for state in (ckpt["state_dict"], ckpt["train_state_dict"]):
+        weights = [v for k, v in state.items() if k.endswith("weight")]
+        assert weights
+        for w in weights:
+            torch.testing.assert_close(w.flatten(1).sum(1), torch.full((w.shape[0],), 1.5), rtol=0, atol=1e-4)
 
 
 def test_distillation_from_a_teacher_checkpoint(tmp_path):

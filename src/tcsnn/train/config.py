@@ -67,6 +67,10 @@ class TrainConfig:
     beta: float = 1.0
     l2: float = 1e-3
     grad_clip: float = 10.0
+    #: hold every spiking neuron's total input weight (its weights' sum, bias excluded) at this value: the
+    #: gradient's mean over each neuron's weights is removed before the step and the sums are reset after it
+    #: (tcsnn.train.engine.hold_weight_sums_).  None: the sums are free (the paper)
+    weight_sum: float | None = None
     input_noise: float = 0.0
     #: translate each training image by a random (dy, dx), each in [-augment_shift, augment_shift] pixels
     augment_shift: int = 0
@@ -140,6 +144,8 @@ class TrainConfig:
             (self.augment_shift >= 0, f"augment_shift must be >= 0, got {self.augment_shift}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
             (self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}"),
+            (self.weight_sum is None or (self.weight_sum > 0 and math.isfinite(self.weight_sum)),
+             f"weight_sum must be a finite number > 0 (or unset), got {self.weight_sum}"),
             (self.quant_epochs_per_step >= 1, "quant_epochs_per_step must be >= 1"),
             (self.quant_scale in SCALES, f"unknown quant_scale {self.quant_scale!r}; choose from {', '.join(SCALES)}"),
             (self.quant_grid in GRIDS, f"unknown quant_grid {self.quant_grid!r}; choose from {', '.join(GRIDS)}"),

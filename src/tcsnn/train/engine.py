@@ -53,8 +53,9 @@ from tcsnn.train.checkpoint import FORMAT, VERSION, load_checkpoint, save_atomic
 from tcsnn.train.config import CIFAR_CROP_PADDING, RUNTIME_FIELDS, TrainConfig
 from tcsnn.train.distributed import Dist, init_distributed, strip_module_prefix
 
-__all__ = ["TrainConfig", "build_model", "build_optimizer", "clip_gradients_", "load_teacher", "make_datasets",
-           "model_kwargs", "train", "train_one_epoch", "validate", "weight_layers"]
+__all__ = ["TrainConfig", "build_model", "build_optimizer", "center_weight_gradients_", "clip_gradients_",
+           "hold_weight_sums_", "load_teacher", "make_datasets", "model_kwargs", "train", "train_one_epoch", "validate",
+           "weight_layers"]
 
 
 def weight_layers(model: nn.Module) -> list[tuple[Tensor, Tensor | None]]:
@@ -76,6 +77,32 @@ def clip_gradients_(model: nn.Module, max_norm: float) -> None:
             rows = p.shape[0] if p.dim() > 1 else 1
             norm = p.grad.norm().double() / math.sqrt(rows)
             p.grad.mul_((max_norm / norm).clamp(max=1.0))  # exactly 1 (a no-op) below the limit
+
+
+def center_weight_gradients_(model: nn.Module) -> None:
+    r"""Remove from each spiking neuron's weight gradient its mean over the neuron's weights (bias excluded).
+
+    The step then moves along :math:`\sum_i w_{ji} = \text{const}`: the gradient of the loss with respect to the
+    free parameters of :func:`hold_weight_sums_`'s constraint.
+    """
+    for weight, _ in weight_layers(model):
+        if weight.grad is not None:
+            rows = weight.grad.flatten(1)  # (neurons, fan-in), a view
+            rows.sub_(rows.mean(dim=1, keepdim=True))
+
+
+def hold_weight_sums_(model: nn.Module, total: float) -> None:
+    r"""Shift each spiking neuron's weights by one constant so that they sum to ``total`` (bias excluded).
+
+    ``w_ji <- w_ji - (\sum_i w_ji - total) / n`` (n = fan-in) keeps each neuron's weight pattern and fixes its total
+    input weight: with a total a little above the threshold 1 a neuron fires only for inputs its weights prefer,
+    and its spike time stays sensitive to their order instead of averaging them (see the README's cifar10-small
+    notes).
+    """
+    with torch.no_grad():
+        for weight, _ in weight_layers(model):
+            rows = weight.flatten(1)  # (neurons, fan-in), a view
+            rows.sub_((rows.sum(dim=1, keepdim=True) - total) / rows.shape[1])
 
 
 def _versions() -> dict[str, str]:
@@ -162,6 +189,8 @@ def build_model(cfg: TrainConfig, device: torch.device | str = "cpu") -> nn.Modu
         from tcsnn.data.transforms import attach_whitening
 
         attach_whitening(model, cfg.dataset)
+    if cfg.weight_sum is not None:
+        hold_weight_sums_(model, cfg.weight_sum)
     return model
 
 
@@ -311,8 +340,12 @@ def train_one_epoch(
                 bad_steps += (~torch.isfinite(loss)).long()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.weight_sum is not None:
+                center_weight_gradients_(model)
             clip_gradients_(model, cfg.grad_clip)
             opt.step()
+            if cfg.weight_sum is not None:
+                hold_weight_sums_(model, cfg.weight_sum)  # Adam's per-weight scaling breaks the sums a little
             if average is not None:
                 average.update(model)
             if real:
