@@ -1,5 +1,9 @@
 """Small shared test fixtures-as-functions (imported by the test modules; pytest puts tests/ on sys.path)."""
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import torch
 
 from tcsnn.models import create_model
@@ -27,3 +31,12 @@ def write_jpegs(root, classes=("cat", "dog"), per_class=3, size=(24, 32)):
                 arr = (torch.tensor(colour) + noise).clamp(0, 255).to(torch.uint8).numpy()
                 Image.fromarray(arr).save(root / split / name / f"{i}.jpg", quality=95)
     return root
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` imported as a module (the benchmarks folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

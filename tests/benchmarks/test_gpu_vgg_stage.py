@@ -1,23 +1,17 @@
 """The SpikingVGG16 stage of the GPU check, in its CPU smoke mode (tiny model, generated images)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import load_benchmark
 from tcsnn.models import create_model
-
-STAGE = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_vgg_stage.py"
 
 
 @pytest.fixture(scope="module")
 def stage():
-    spec = importlib.util.spec_from_file_location("gpu_vgg_stage", STAGE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_vgg_stage")
 
 
 def test_dense_twin_has_the_spiking_shapes(stage):

@@ -1,24 +1,18 @@
 """The pieces of benchmarks/probe_readout.py: block taps, spike-time standardisation, the two readouts."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import load_benchmark
 from tcsnn.models import create_model
 from tcsnn.train.recipes import get_recipe
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "probe_readout.py"
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("probe_readout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("probe_readout")
 
 
 def test_block_outputs_tap_the_encoder_and_every_pool(probe):
