@@ -86,23 +86,20 @@ def center_weight_gradients_(model: nn.Module) -> None:
     free parameters of :func:`hold_weight_sums_`'s constraint.
     """
     for weight, _ in weight_layers(model):
-        if weight.grad is not None:
-            rows = weight.grad.flatten(1)  # (neurons, fan-in), a view
-            rows.sub_(rows.mean(dim=1, keepdim=True))
+        if weight.grad is not None:  # (neurons, ...fan-in dims)
+            weight.grad.sub_(weight.grad.mean(dim=tuple(range(1, weight.dim())), keepdim=True))
 
 
 def hold_weight_sums_(model: nn.Module, total: float) -> None:
     r"""Shift each spiking neuron's weights by one constant so that they sum to ``total`` (bias excluded).
 
     ``w_ji <- w_ji - (\sum_i w_ji - total) / n`` (n = fan-in) keeps each neuron's weight pattern and fixes its total
-    input weight: with a total a little above the threshold 1 a neuron fires only for inputs its weights prefer,
-    and its spike time stays sensitive to their order instead of averaging them (see the README's cifar10-small
-    notes).
+    input weight (``TrainConfig.weight_sum``; why, and which total: the README's "Held weight sums").
     """
     with torch.no_grad():
-        for weight, _ in weight_layers(model):
-            rows = weight.flatten(1)  # (neurons, fan-in), a view
-            rows.sub_((rows.sum(dim=1, keepdim=True) - total) / rows.shape[1])
+        for weight, _ in weight_layers(model):  # (neurons, ...fan-in dims)
+            fan_in = tuple(range(1, weight.dim()))
+            weight.sub_((weight.sum(dim=fan_in, keepdim=True) - total) / weight[0].numel())
 
 
 def _versions() -> dict[str, str]:
