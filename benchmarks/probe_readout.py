@@ -21,11 +21,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from tcsnn.train.config import TrainConfig
 
 
 def block_outputs(model: nn.Module, x: Tensor, batch: int) -> tuple[dict[str, Tensor], Tensor]:
@@ -78,37 +81,44 @@ def linear_probe(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tenso
                 ((x_test @ w + b).argmax(1) == y_test).double().mean().item())
 
 
-def spiking_readout(z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tensor, cfg: dict[str, Any],
+def accuracy(z_out: Tensor, y: Tensor) -> float:
+    """Share of rows whose single earliest output spike is the label (silent or tied rows are wrong)."""
+    from tcsnn.metrics import decide
+
+    pred, decided = decide(z_out)
+    return ((pred == y) & decided).double().mean().item()
+
+
+def spiking_readout(z_train: Tensor, y_train: Tensor, z_test: Tensor, y_test: Tensor, cfg: TrainConfig,
                     epochs: int, seed: int) -> list[tuple[float, float]]:
-    """Train / test accuracy after each epoch of a fresh spiking FC readout (silent output = wrong)."""
-    from tcsnn.functional.loss import classification_loss, l2_penalty, weight_sum_penalty
+    """Train / test accuracy after each epoch of a fresh spiking FC readout trained with ``cfg``'s loss and
+    penalties (Adam at ``cfg.lr``, batches of ``cfg.batch_size``)."""
+    from tcsnn.functional.loss import classification_loss
     from tcsnn.models.vgg import DEEP_INIT_MEAN_SUM
     from tcsnn.nn import SpikingLinear
     from tcsnn.nn.layers import init_spiking_weight_
+    from tcsnn.train.engine import penalties
 
     torch.manual_seed(seed)
     k = int(y_train.max()) + 1
     layer = SpikingLinear(z_train.shape[1], k)
     init_spiking_weight_(layer.weight, layer.bias, mean_sum=DEEP_INIT_MEAN_SUM)
-    opt = torch.optim.Adam(layer.parameters(), lr=cfg["lr"])
+    opt = torch.optim.Adam(layer.parameters(), lr=cfg.lr)
 
-    def accuracy(z: Tensor, y: Tensor) -> float:
+    def readout_accuracy(z: Tensor, y: Tensor) -> float:
         with torch.no_grad():
-            out = torch.cat([layer(z[i:i + 1000]) for i in range(0, len(z), 1000)])
-        fired = torch.isfinite(out).any(1)
-        return ((out.argmin(1) == y) & fired).double().mean().item()
+            return accuracy(torch.cat([layer(z[i:i + 1000]) for i in range(0, len(z), 1000)]), y)
 
     history = []
     for _ in range(epochs):
-        for idx in torch.randperm(len(z_train)).split(cfg["batch_size"]):
+        for idx in torch.randperm(len(z_train)).split(cfg.batch_size):
             out = layer(z_train[idx])
-            loss = (classification_loss(out, y_train[idx], cfg["loss"], temperature=cfg["loss_temperature"])
-                    + cfg["K"] * weight_sum_penalty([(layer.weight, layer.bias)], beta=cfg["beta"])
-                    + cfg["l2"] * l2_penalty([layer.weight]))
+            loss = (classification_loss(out, y_train[idx], cfg.loss, temperature=cfg.loss_temperature)
+                    + penalties(cfg, layer))
             opt.zero_grad()
             loss.backward()
             opt.step()
-        history.append((accuracy(z_train, y_train), accuracy(z_test, y_test)))
+        history.append((readout_accuracy(z_train, y_train), readout_accuracy(z_test, y_test)))
     return history
 
 
@@ -129,6 +139,7 @@ def main() -> None:
     from tcsnn.data.datasets import load_arrays
     from tcsnn.io import write_json
     from tcsnn.train.checkpoint import load_checkpoint, load_model
+    from tcsnn.train.config import TrainConfig
 
     tcsnn.set_num_threads(args.threads)
     model, cfg = load_model(args.checkpoint)
@@ -143,12 +154,9 @@ def main() -> None:
     blocks_train, out_train = block_outputs(model, x_train, cfg["eval_batch_size"])
     blocks_test, out_test = block_outputs(model, x_test, cfg["eval_batch_size"])
 
-    def net_accuracy(out: Tensor, y: Tensor) -> float:
-        return ((out.argmin(1) == y) & torch.isfinite(out).any(1)).double().mean().item()
-
     result: dict[str, Any] = {"checkpoint": str(args.checkpoint), "epochs_trained": epoch, "train_images": len(y_train),
-                              "test_images": len(y_test), "network": {"train": net_accuracy(out_train, y_train),
-                                                                      "test": net_accuracy(out_test, y_test)},
+                              "test_images": len(y_test), "network": {"train": accuracy(out_train, y_train),
+                                                                      "test": accuracy(out_test, y_test)},
                               "linear_probes": {}}
     print(f"{args.checkpoint} after {epoch} epochs")
     print(f"network (earliest output spike): train {result['network']['train']:.2%}  test "
@@ -161,7 +169,8 @@ def main() -> None:
         print(f"linear probe {name:12s} {z_train.shape[1]:6d} features, {silent:5.1%} silent: train {tr:.2%}  "
               f"test {te:.2%}", flush=True)
     last = list(blocks_train)[-1]
-    history = spiking_readout(blocks_train[last], y_train, blocks_test[last], y_test, cfg, args.epochs, args.seed)
+    history = spiking_readout(blocks_train[last], y_train, blocks_test[last], y_test, TrainConfig.from_dict(cfg),
+                              args.epochs, args.seed)
     result["spiking_readout"] = {"features": last, "epochs": args.epochs,
                                  "train": [h[0] for h in history], "test": [h[1] for h in history]}
     best = max(range(len(history)), key=lambda i: history[i][1])

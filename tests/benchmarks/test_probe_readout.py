@@ -41,6 +41,6 @@ def test_readouts_fit_separable_spike_times(probe):
     t[torch.arange(60), y] -= 0.8  # the class's own feature spikes first
     tr, te = probe.linear_probe(t.double(), y, t.double(), y, l2=1e-3)
     assert tr == te == 1.0
-    cfg = vars(get_recipe("cifar10-small", batch_size=10, lr=1e-2))
+    cfg = get_recipe("cifar10-small", batch_size=10, lr=1e-2)
     history = probe.spiking_readout(torch.exp(t), y, torch.exp(t), y, cfg, epochs=12, seed=0)
     assert len(history) == 12 and history[0][0] < 0.9 and history[-1] == (1.0, 1.0)

@@ -54,8 +54,8 @@ from tcsnn.train.config import CIFAR_CROP_PADDING, RUNTIME_FIELDS, TrainConfig
 from tcsnn.train.distributed import Dist, init_distributed, strip_module_prefix
 
 __all__ = ["TrainConfig", "build_model", "build_optimizer", "center_weight_gradients_", "clip_gradients_",
-           "hold_weight_sums_", "load_teacher", "make_datasets", "model_kwargs", "train", "train_one_epoch", "validate",
-           "weight_layers"]
+           "hold_weight_sums_", "load_teacher", "make_datasets", "model_kwargs", "penalties", "train",
+           "train_one_epoch", "validate", "weight_layers"]
 
 
 def weight_layers(model: nn.Module) -> list[tuple[Tensor, Tensor | None]]:
@@ -77,6 +77,19 @@ def clip_gradients_(model: nn.Module, max_norm: float) -> None:
             rows = p.shape[0] if p.dim() > 1 else 1
             norm = p.grad.norm().double() / math.sqrt(rows)
             p.grad.mul_((max_norm / norm).clamp(max=1.0))  # exactly 1 (a no-op) below the limit
+
+
+def penalties(cfg: TrainConfig, model: nn.Module) -> Tensor:
+    """The loss terms besides the task: ``K * sum_j max(0, beta - sum_i w_ji) + l2 * sum w^2`` (paper eq. 5).
+
+    The weight-sum penalty sees the weights the forward uses (quantised in QAT): it is what revives neurons that
+    quantisation silenced.  L2 acts on the full-precision weights.
+    """
+    from tcsnn.functional.loss import l2_penalty, weight_sum_penalty
+    from tcsnn.quant.attach import effective_weight_layers
+
+    return (cfg.K * weight_sum_penalty(effective_weight_layers(model), cfg.beta)
+            + cfg.l2 * l2_penalty(w for w, _ in weight_layers(model)))
 
 
 def center_weight_gradients_(model: nn.Module) -> None:
@@ -259,10 +272,9 @@ def train_one_epoch(
 
     from tcsnn.data.loaders import EpochBatchSampler, epoch_order, make_loader, shard
     from tcsnn.data.transforms import apply_flip, apply_shift, draw_flip, draw_shift
-    from tcsnn.functional.loss import classification_loss, distillation_loss, l2_penalty, weight_sum_penalty
+    from tcsnn.functional.loss import classification_loss, distillation_loss
     from tcsnn.metrics import count_spikes, decide
     from tcsnn.nn.network import SpikingNetwork
-    from tcsnn.quant.attach import effective_weight_layers
 
     if not isinstance(model, SpikingNetwork):
         raise TypeError(f"training needs a SpikingNetwork (encoder + body), got {type(model).__name__}")
@@ -325,11 +337,7 @@ def train_one_epoch(
             if world > 1:
                 # DDP averages the processes' gradients: weigh each local mean by its share of the global batch
                 task = task * ((hi - lo) * world / size)
-            # The weight-sum penalty sees the weights the forward used (quantised in QAT): it is what revives
-            # neurons that quantisation silenced.  L2 acts on the full-precision weights.
-            loss = (task
-                    + cfg.K * weight_sum_penalty(effective_weight_layers(model), cfg.beta)
-                    + cfg.l2 * l2_penalty(w for w, _ in weight_layers(model)))
+            loss = task + penalties(cfg, model)
             if check_each_step:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
